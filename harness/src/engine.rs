@@ -1,0 +1,652 @@
+//! The scenario engine: plan → peers → timeline → verdict and metrics.
+//!
+//! It launches the peers a plan names (through [`Launchers`], never by kind), runs the steps in
+//! order, each under a deadline, collects every peer's events into one [`Timeline`], and judges
+//! the result. Deciding whether a step is done, or why it is stuck, is done by pure functions
+//! over the timeline ([`step_done`], [`diagnose`]).
+
+use crate::clock::Clock;
+use crate::metrics::{self, PeerMetrics};
+use crate::peer::{
+    ConnectRequest, EventSink, Launchers, Peer, PeerError, PeerInfo, RawEvent, Role, SendRequest,
+};
+use crate::scenario::{Plan, Step};
+use crate::timeline::{Event, EventKind, StateMachine, Timeline};
+use crate::verdict::{self, Failure};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How long a peer may take to start (a browser: driver, session, page, clock sync).
+pub const LAUNCH_DEADLINE: Duration = Duration::from_secs(90);
+/// How long events stamped before the end of the last step may still arrive (browser events
+/// travel over a WebSocket).
+const EVENT_GRACE: Duration = Duration::from_millis(100);
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+const DIAGNOSIS_EVENTS: usize = 8;
+
+/// The outcome of one scenario run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Every step finished and every expectation held (or it failed as `expected_failure` said).
+    Pass,
+    /// A step got stuck or an expectation did not hold.
+    Fail,
+    /// The scenario could not run: a peer could not be started (missing browser or driver).
+    SetupError,
+}
+
+/// Everything known about one scenario run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// Scenario name.
+    pub name: String,
+    /// Scenario file.
+    pub file: String,
+    /// 1-based repetition number.
+    pub repetition: u32,
+    /// Outcome.
+    pub verdict: Verdict,
+    /// Why it failed (first failure), or for an expected failure, what it failed with.
+    pub reason: Option<String>,
+    /// Unmet expectations.
+    pub failures: Vec<Failure>,
+    /// Steps completed.
+    pub steps_completed: usize,
+    /// Time of the end of the last step, ms on the timeline.
+    pub end_of_steps_ms: f64,
+    /// Wall time of the whole run including peer start-up and teardown, ms.
+    pub wall_ms: f64,
+    /// Peers, with versions.
+    pub peers: Vec<PeerInfo>,
+    /// Metrics by peer id.
+    pub metrics: BTreeMap<String, PeerMetrics>,
+    /// All events.
+    pub timeline: Timeline,
+}
+
+impl RunResult {
+    /// The full diagnostic text (reason and every failure), for matching `expected_failure`.
+    pub fn diagnostic(&self) -> String {
+        let mut s = self.reason.clone().unwrap_or_default();
+        for f in &self.failures {
+            s.push('\n');
+            s.push_str(&f.to_string());
+        }
+        s
+    }
+}
+
+/// Runs scenarios.
+pub struct Engine {
+    launchers: Launchers,
+    signaling_url: String,
+    clock: Clock,
+}
+
+struct Running {
+    id: String,
+    peer: Box<dyn Peer>,
+}
+
+impl Engine {
+    /// An engine whose peers use the signaling server at `signaling_url`.
+    pub fn new(launchers: Launchers, signaling_url: String, clock: Clock) -> Self {
+        Self {
+            launchers,
+            signaling_url,
+            clock,
+        }
+    }
+
+    /// Whether every kind the plan needs is installed; the error names what is missing.
+    pub fn check_kinds(&self, plan: &Plan) -> Result<(), PeerError> {
+        for kind in plan.kinds() {
+            match self.launchers.get(kind) {
+                Some(l) => l.check()?,
+                None => {
+                    return Err(PeerError::failed(format!(
+                        "no launcher for peer kind {:?}",
+                        kind.as_str()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one scenario once. `on_step` is told `(index, description)` as each step starts.
+    pub async fn run(
+        &self,
+        plan: &Plan,
+        repetition: u32,
+        on_step: &(dyn Fn(usize, &str) + Sync),
+    ) -> RunResult {
+        let wall = Instant::now();
+        let (tx, mut rx) = mpsc::unbounded_channel::<RawEvent>();
+        let mut result = RunResult {
+            name: plan.name.clone(),
+            file: plan.source.display().to_string(),
+            repetition,
+            verdict: Verdict::Fail,
+            reason: None,
+            failures: Vec::new(),
+            steps_completed: 0,
+            end_of_steps_ms: 0.0,
+            wall_ms: 0.0,
+            peers: Vec::new(),
+            metrics: BTreeMap::new(),
+            timeline: Timeline::new(),
+        };
+
+        // Launch every peer, concurrently, each under a deadline.
+        let launches = plan.peers.iter().map(|p| {
+            let sink = EventSink::new(self.clock, p.id.clone(), tx.clone());
+            let launcher = self.launchers.get(p.kind).cloned();
+            async move {
+                let Some(launcher) = launcher else {
+                    return Err(PeerError::failed(format!(
+                        "no launcher for kind {:?}",
+                        p.kind.as_str()
+                    )));
+                };
+                match tokio::time::timeout(LAUNCH_DEADLINE, launcher.launch(p, sink)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(PeerError::Timeout(format!("starting peer {:?}", p.id))),
+                }
+            }
+        });
+        let launched = futures::future::join_all(launches).await;
+        let mut peers = Vec::new();
+        let mut launch_error = None;
+        for (p, r) in plan.peers.iter().zip(launched) {
+            match r {
+                Ok(peer) => peers.push(Running {
+                    id: p.id.clone(),
+                    peer,
+                }),
+                Err(e) => {
+                    launch_error.get_or_insert((
+                        matches!(e, PeerError::Missing { .. }),
+                        format!("peer {:?} ({}) could not start: {e}", p.id, p.kind.as_str()),
+                    ));
+                }
+            }
+        }
+        result.peers = peers.iter().map(|p| p.peer.info()).collect();
+        let origin = self.clock.now_unix_ms();
+
+        if let Some((missing, reason)) = launch_error {
+            shutdown(&peers).await;
+            result.verdict = if missing {
+                Verdict::SetupError
+            } else {
+                Verdict::Fail
+            };
+            result.reason = Some(reason);
+            result.wall_ms = wall.elapsed().as_secs_f64() * 1000.0;
+            return result;
+        }
+
+        let scenario_deadline = Instant::now() + plan.timeout;
+        let mut timeline = Timeline::new();
+        let mut step_error = None;
+        for (i, sp) in plan.steps.iter().enumerate() {
+            let desc = sp.step.describe();
+            on_step(i, &desc);
+            let deadline = match sp.timeout {
+                Some(t) => (Instant::now() + t).min(scenario_deadline),
+                None => scenario_deadline,
+            };
+            let r = self
+                .step(&sp.step, &peers, deadline, &mut rx, &mut timeline, origin)
+                .await;
+            if let Err(e) = r {
+                let limit = if deadline == scenario_deadline {
+                    format!("the scenario's timeout_s = {}", plan.timeout.as_secs())
+                } else {
+                    format!(
+                        "its timeout_ms = {}",
+                        sp.timeout.map(|t| t.as_millis()).unwrap_or(0)
+                    )
+                };
+                step_error =
+                    Some(format!("step {} ({desc}) failed: {e}", i + 1).replace("{limit}", &limit));
+                break;
+            }
+            result.steps_completed += 1;
+        }
+        let end = self.clock.now_unix_ms() - origin;
+        // Late events stamped before `end` still count; anything after is teardown.
+        let grace = Instant::now() + EVENT_GRACE;
+        while let Ok(Some(ev)) = tokio::time::timeout_at(grace, rx.recv()).await {
+            timeline.push(place(ev, origin));
+        }
+        shutdown(&peers).await;
+        while let Ok(ev) = rx.try_recv() {
+            timeline.push(place(ev, origin));
+        }
+
+        let judged = timeline.until(end);
+        for sp in &plan.steps {
+            if let Step::Connect {
+                connection,
+                offerer,
+                answerer,
+                ..
+            } = &sp.step
+            {
+                for p in [offerer, answerer] {
+                    result
+                        .metrics
+                        .insert(p.clone(), metrics::peer_metrics(&judged, p, connection));
+                }
+            }
+        }
+        for exp in &plan.expectations {
+            let m = result.metrics.get(&exp.peer).cloned().unwrap_or_default();
+            result.failures.extend(verdict::check(exp, &judged, &m));
+        }
+        let failed = step_error.is_some() || !result.failures.is_empty();
+        result.reason = step_error.or_else(|| result.failures.first().map(|f| f.to_string()));
+        result.verdict = if failed { Verdict::Fail } else { Verdict::Pass };
+        result.end_of_steps_ms = end;
+        result.timeline = timeline;
+        if let Some(want) = &plan.expected_failure {
+            let diag = result.diagnostic();
+            match result.verdict {
+                Verdict::Fail if diag.contains(want.as_str()) => {
+                    result.verdict = Verdict::Pass;
+                    result.reason = Some(format!(
+                        "failed as expected: {}",
+                        first_line_with(&diag, want)
+                    ));
+                }
+                Verdict::Fail => {
+                    result.reason = Some(format!(
+                        "expected a failure containing {want:?}, but it failed with: {diag}"
+                    ));
+                }
+                _ => {
+                    result.verdict = Verdict::Fail;
+                    result.reason = Some(format!(
+                        "expected a failure containing {want:?}, but the scenario passed"
+                    ));
+                }
+            }
+        }
+        result.wall_ms = wall.elapsed().as_secs_f64() * 1000.0;
+        result
+    }
+
+    async fn step(
+        &self,
+        step: &Step,
+        peers: &[Running],
+        deadline: Instant,
+        rx: &mut mpsc::UnboundedReceiver<RawEvent>,
+        timeline: &mut Timeline,
+        origin: f64,
+    ) -> Result<(), String> {
+        let get = |id: &str| {
+            peers
+                .iter()
+                .find(|p| p.id == id)
+                .map(|p| &p.peer)
+                .ok_or_else(|| format!("no peer {id:?}"))
+        };
+        match step {
+            Step::Connect {
+                connection,
+                offerer,
+                answerer,
+                data_channel,
+                trickle,
+            } => {
+                for (id, role) in [(answerer, Role::Answerer), (offerer, Role::Offerer)] {
+                    let req = ConnectRequest {
+                        connection: connection.clone(),
+                        role,
+                        data_channel: data_channel.clone(),
+                        trickle: *trickle,
+                        signaling_url: self.signaling_url.clone(),
+                    };
+                    bounded(deadline, &format!("{id}: connect"), get(id)?.connect(&req)).await?;
+                }
+            }
+            Step::Send {
+                from,
+                connection,
+                channel,
+                messages,
+                bytes,
+                ..
+            } => {
+                let req = SendRequest {
+                    connection: connection.clone(),
+                    channel: channel.clone(),
+                    messages: *messages,
+                    bytes: *bytes,
+                };
+                bounded(deadline, &format!("{from}: send"), get(from)?.send(&req)).await?;
+            }
+            Step::Wait { ms } => {
+                let until = Instant::now() + Duration::from_millis(*ms);
+                if until > deadline {
+                    return Err(format!(
+                        "waiting {ms} ms would pass the deadline ({{limit}})"
+                    ));
+                }
+                tokio::time::sleep_until(until).await;
+            }
+            Step::Close { peer } => {
+                let conns: Vec<String> = timeline
+                    .of_peer(peer)
+                    .map(|e| e.connection.clone())
+                    .filter(|c| !c.is_empty())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                for c in conns {
+                    bounded(deadline, &format!("{peer}: close"), get(peer)?.close(&c)).await?;
+                }
+            }
+        }
+        // Wait on the timeline until the step is done or stuck.
+        loop {
+            while let Ok(ev) = rx.try_recv() {
+                timeline.push(place(ev, origin));
+            }
+            match step_done(step, timeline) {
+                Progress::Done => return Ok(()),
+                Progress::Failed(why) => {
+                    return Err(format!("{why}\n{}", diagnose(step, timeline)));
+                }
+                Progress::Waiting => {}
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(ev)) => timeline.push(place(ev, origin)),
+                Ok(None) => return Err("event channel closed".into()),
+                Err(_) => {
+                    return Err(format!(
+                        "deadline ({{limit}}) passed while waiting for {}\n{}",
+                        waiting_for(step, timeline),
+                        diagnose(step, timeline)
+                    ));
+                }
+            }
+        }
+    }
+}
+
+async fn bounded<T>(
+    deadline: Instant,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, PeerError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout_at(deadline, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: deadline ({{limit}}) passed")),
+    }
+}
+
+async fn shutdown(peers: &[Running]) {
+    let all = peers.iter().map(|p| async move {
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, p.peer.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "peer {} did not shut down within {SHUTDOWN_DEADLINE:?}",
+                p.id
+            );
+        }
+    });
+    futures::future::join_all(all).await;
+}
+
+fn place(ev: RawEvent, origin: f64) -> Event {
+    Event {
+        t_ms: ev.unix_ms - origin,
+        peer: ev.peer,
+        connection: ev.connection,
+        event: ev.event,
+    }
+}
+
+fn first_line_with<'a>(text: &'a str, needle: &str) -> &'a str {
+    text.lines().find(|l| l.contains(needle)).unwrap_or(text)
+}
+
+/// Where a step stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// Finished.
+    Done,
+    /// Not yet.
+    Waiting,
+    /// Cannot finish any more.
+    Failed(String),
+}
+
+/// Decides from the timeline whether a step has finished (pure).
+pub fn step_done(step: &Step, timeline: &Timeline) -> Progress {
+    match step {
+        Step::Connect {
+            connection,
+            offerer,
+            answerer,
+            data_channel,
+            ..
+        } => {
+            for p in [offerer, answerer] {
+                for e in timeline.of_peer(p) {
+                    if e.connection == *connection
+                        && let EventKind::Error { message } = &e.event
+                    {
+                        return Progress::Failed(format!("peer {p} reported an error: {message}"));
+                    }
+                }
+                if timeline.current_state(p, StateMachine::Connection) == Some("failed") {
+                    return Progress::Failed(format!("peer {p}: connectionState failed"));
+                }
+            }
+            let connected = [offerer, answerer]
+                .iter()
+                .all(|p| timeline.current_state(p, StateMachine::Connection) == Some("connected"));
+            let channels_open = data_channel.as_ref().is_none_or(|label| {
+                [offerer, answerer].iter().all(|p| {
+                    timeline
+                        .first_time(
+                            p,
+                            |k| matches!(k, EventKind::DataChannelOpen { label: l } if l == label),
+                        )
+                        .is_some()
+                })
+            });
+            if connected && channels_open {
+                Progress::Done
+            } else {
+                Progress::Waiting
+            }
+        }
+        Step::Send {
+            to,
+            channel,
+            messages,
+            ..
+        } => {
+            if timeline.messages_received(to, Some(channel)).len() as u64 >= *messages {
+                Progress::Done
+            } else {
+                Progress::Waiting
+            }
+        }
+        Step::Wait { .. } | Step::Close { .. } => Progress::Done,
+    }
+}
+
+fn waiting_for(step: &Step, timeline: &Timeline) -> String {
+    match step {
+        Step::Connect {
+            offerer,
+            answerer,
+            data_channel,
+            ..
+        } => {
+            let mut parts = Vec::new();
+            for p in [offerer, answerer] {
+                let now = timeline
+                    .current_state(p, StateMachine::Connection)
+                    .unwrap_or("(no peer connection yet)");
+                if now != "connected" {
+                    parts.push(format!("{p} connectionState connected (now {now})"));
+                }
+                if let Some(label) = data_channel
+                    && timeline
+                        .first_time(
+                            p,
+                            |k| matches!(k, EventKind::DataChannelOpen { label: l } if l == label),
+                        )
+                        .is_none()
+                {
+                    parts.push(format!("data channel '{label}' open on {p}"));
+                }
+            }
+            parts.join(", ")
+        }
+        Step::Send {
+            to,
+            channel,
+            messages,
+            ..
+        } => format!(
+            "{to} to receive {messages} messages on '{channel}' (has {})",
+            timeline.messages_received(to, Some(channel)).len()
+        ),
+        _ => "the step".into(),
+    }
+}
+
+/// A stuck step's diagnosis: each involved peer's four states and last events (pure).
+pub fn diagnose(step: &Step, timeline: &Timeline) -> String {
+    let peers: Vec<&String> = match step {
+        Step::Connect {
+            offerer, answerer, ..
+        } => vec![offerer, answerer],
+        Step::Send { from, to, .. } => vec![from, to],
+        Step::Close { peer } => vec![peer],
+        Step::Wait { .. } => vec![],
+    };
+    let mut out = String::new();
+    for p in peers {
+        let states: Vec<String> = StateMachine::ALL
+            .iter()
+            .map(|m| format!("{m} {}", timeline.current_state(p, *m).unwrap_or("-")))
+            .collect();
+        out.push_str(&format!("  peer {p}: {}\n", states.join(", ")));
+        out.push_str(&format!("    last events of {p}:\n"));
+        for e in timeline.last_of_peer(p, DIAGNOSIS_EVENTS) {
+            out.push_str(&format!("      {:>9.1} ms  {}\n", e.t_ms, e.event));
+        }
+    }
+    out.trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect() -> Step {
+        Step::Connect {
+            connection: "c".into(),
+            offerer: "a".into(),
+            answerer: "b".into(),
+            data_channel: Some("chat".into()),
+            trickle: true,
+        }
+    }
+
+    fn push(t: &mut Timeline, peer: &str, kind: EventKind) {
+        let at = t.events().len() as f64;
+        t.push(Event {
+            t_ms: at,
+            peer: peer.into(),
+            connection: "c".into(),
+            event: kind,
+        });
+    }
+
+    fn state(s: &str) -> EventKind {
+        EventKind::State {
+            machine: StateMachine::Connection,
+            state: s.into(),
+        }
+    }
+
+    #[test]
+    fn connect_needs_both_connected_and_channels_open() {
+        let mut t = Timeline::new();
+        push(&mut t, "a", state("connected"));
+        assert_eq!(step_done(&connect(), &t), Progress::Waiting);
+        push(&mut t, "b", state("connected"));
+        assert_eq!(step_done(&connect(), &t), Progress::Waiting);
+        push(
+            &mut t,
+            "a",
+            EventKind::DataChannelOpen {
+                label: "chat".into(),
+            },
+        );
+        push(
+            &mut t,
+            "b",
+            EventKind::DataChannelOpen {
+                label: "chat".into(),
+            },
+        );
+        assert_eq!(step_done(&connect(), &t), Progress::Done);
+    }
+
+    #[test]
+    fn connect_fails_fast_on_failed_state_and_names_the_peer() {
+        let mut t = Timeline::new();
+        push(&mut t, "b", state("connecting"));
+        push(&mut t, "b", state("failed"));
+        match step_done(&connect(), &t) {
+            Progress::Failed(why) => assert!(why.contains("peer b"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let d = diagnose(&connect(), &t);
+        assert!(d.contains("peer b: connectionState failed"), "{d}");
+        assert!(d.contains("peer a: connectionState -"), "{d}");
+    }
+
+    #[test]
+    fn send_waits_for_every_message() {
+        let step = Step::Send {
+            from: "a".into(),
+            to: "b".into(),
+            connection: "c".into(),
+            channel: "chat".into(),
+            messages: 2,
+            bytes: 100,
+        };
+        let mut t = Timeline::new();
+        let msg = |seq| EventKind::MessageReceived {
+            label: "chat".into(),
+            seq,
+            intact: true,
+            in_order: true,
+        };
+        push(&mut t, "b", msg(0));
+        assert_eq!(step_done(&step, &t), Progress::Waiting);
+        assert!(waiting_for(&step, &t).contains("has 1"));
+        push(&mut t, "b", msg(1));
+        assert_eq!(step_done(&step, &t), Progress::Done);
+    }
+}

@@ -1,0 +1,47 @@
+//! # rtc-harness
+//!
+//! A headless WebRTC test and interop harness. Scenario files (TOML) say which peers take part
+//! (webrtc-rs bots, headless Chromium over WebDriver), what they do (connect, send data-channel
+//! messages, wait, close) and what must hold afterwards (the W3C state sequences, message
+//! counts, setup-time bounds). The harness runs them against a real signaling server and
+//! reports verdicts and setup-latency metrics.
+//!
+//! Data flows through the modules in this order:
+//!
+//! | stage | module |
+//! |---|---|
+//! | scenario file → checked plan | [`scenario`] |
+//! | plan → running peers | [`engine`], [`peer`] (kinds: [`peer::bot`], [`peer::chromium`]) |
+//! | peers → one timeline | [`timeline`], [`clock`] |
+//! | timeline → verdict and metrics | [`verdict`], [`metrics`] |
+//! | results → table and JSON | [`report`] |
+//!
+//! ```
+//! let plan = rtc_harness::scenario::parse(std::path::Path::new("x.toml"), r#"
+//! name = "two bots"
+//! [[peers]]
+//! id = "a"
+//! kind = "bot"
+//! [[peers]]
+//! id = "b"
+//! kind = "bot"
+//! [[steps]]
+//! action = "connect"
+//! offerer = "a"
+//! answerer = "b"
+//! "#).unwrap();
+//! assert_eq!(plan.steps.len(), 1);
+//! ```
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod engine;
+pub mod metrics;
+pub mod payload;
+pub mod peer;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod server;
+pub mod timeline;
+pub mod verdict;

@@ -1,0 +1,232 @@
+//! Setup-latency metrics, derived from a [`Timeline`] and nothing else.
+//!
+//! All values are milliseconds. For a peer in connection `c` (offerer `O`):
+//!
+//! | metric | from | to |
+//! |---|---|---|
+//! | `signaling_ms` | `O` calls `createOffer()` | `O` finished `setRemoteDescription(answer)` |
+//! | `gathering_ms` | this peer's `iceGatheringState` `gathering` | `complete` |
+//! | `ice_ms` | this peer's `iceConnectionState` `checking` | `connected` (or `completed`) |
+//! | `dtls_ms` | `iceConnectionState` `connected` | `connectionState` `connected` |
+//! | `setup_ms` | `O` calls `createOffer()` | this peer's `connectionState` `connected` |
+//! | `first_message_ms` | this peer's `connectionState` `connected` | first data-channel message received |
+//!
+//! A metric whose end points were not both observed is absent (`None`), never zero.
+
+use crate::timeline::{EventKind, StateMachine, Timeline};
+use serde::Serialize;
+
+/// Metric names, in report order.
+pub const NAMES: [&str; 6] = [
+    "signaling_ms",
+    "gathering_ms",
+    "ice_ms",
+    "dtls_ms",
+    "setup_ms",
+    "first_message_ms",
+];
+
+/// One peer's metrics for one run (ms).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PeerMetrics {
+    /// createOffer → answer applied at the offerer.
+    pub signaling_ms: Option<f64>,
+    /// gathering → complete.
+    pub gathering_ms: Option<f64>,
+    /// ICE checking → connected.
+    pub ice_ms: Option<f64>,
+    /// ICE connected → connectionState connected (the DTLS handshake, mostly).
+    pub dtls_ms: Option<f64>,
+    /// Offerer's createOffer → this peer's connected.
+    pub setup_ms: Option<f64>,
+    /// connected → first data-channel message received.
+    pub first_message_ms: Option<f64>,
+}
+
+impl PeerMetrics {
+    /// The value of a metric by name.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        match name {
+            "signaling_ms" => self.signaling_ms,
+            "gathering_ms" => self.gathering_ms,
+            "ice_ms" => self.ice_ms,
+            "dtls_ms" => self.dtls_ms,
+            "setup_ms" => self.setup_ms,
+            "first_message_ms" => self.first_message_ms,
+            _ => None,
+        }
+    }
+}
+
+fn span(from: Option<f64>, to: Option<f64>) -> Option<f64> {
+    match (from, to) {
+        (Some(a), Some(b)) if b >= a => Some(b - a),
+        _ => None,
+    }
+}
+
+/// Computes one peer's metrics. `connection` is the connection the peer is in.
+pub fn peer_metrics(timeline: &Timeline, peer: &str, connection: &str) -> PeerMetrics {
+    let offer = timeline.first_in_connection(connection, |k| matches!(k, EventKind::CreateOffer));
+    let answer_applied =
+        timeline.first_in_connection(connection, |k| matches!(k, EventKind::AnswerApplied));
+    let st = |m, s| timeline.first_state_time(peer, m, s);
+    let connected = st(StateMachine::Connection, "connected");
+    let ice_connected = match (
+        st(StateMachine::IceConnection, "connected"),
+        st(StateMachine::IceConnection, "completed"),
+    ) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let first_message =
+        timeline.first_time(peer, |k| matches!(k, EventKind::MessageReceived { .. }));
+    PeerMetrics {
+        signaling_ms: span(offer, answer_applied),
+        gathering_ms: span(
+            st(StateMachine::IceGathering, "gathering"),
+            st(StateMachine::IceGathering, "complete"),
+        ),
+        ice_ms: span(st(StateMachine::IceConnection, "checking"), ice_connected),
+        dtls_ms: span(ice_connected, connected),
+        setup_ms: span(offer, connected),
+        first_message_ms: span(connected, first_message),
+    }
+}
+
+/// min / median / p95 / max of a sample (ms).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Summary {
+    /// How many values.
+    pub n: usize,
+    /// Smallest.
+    pub min: f64,
+    /// 50th percentile.
+    pub median: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// Percentile `p` (0..=100) by linear interpolation between closest ranks (the "R-7" /
+/// NumPy default definition). `sorted` must be sorted and non-empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = (p / 100.0) * (sorted.len() - 1) as f64;
+    let lo = rank.floor() as usize;
+    let hi = rank.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
+}
+
+/// Summarises a sample; `None` when it is empty.
+pub fn summarize(values: &[f64]) -> Option<Summary> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(Summary {
+        n: v.len(),
+        min: v[0],
+        median: percentile(&v, 50.0),
+        p95: percentile(&v, 95.0),
+        max: v[v.len() - 1],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeline::Event;
+    use proptest::prelude::*;
+
+    fn push(t: &mut Timeline, ms: f64, peer: &str, kind: EventKind) {
+        t.push(Event {
+            t_ms: ms,
+            peer: peer.into(),
+            connection: "c".into(),
+            event: kind,
+        });
+    }
+    fn st(m: StateMachine, s: &str) -> EventKind {
+        EventKind::State {
+            machine: m,
+            state: s.into(),
+        }
+    }
+
+    #[test]
+    fn phases_from_a_timeline() {
+        let mut t = Timeline::new();
+        push(&mut t, 10.0, "o", EventKind::CreateOffer);
+        push(
+            &mut t,
+            11.0,
+            "o",
+            st(StateMachine::IceGathering, "gathering"),
+        );
+        push(
+            &mut t,
+            15.0,
+            "a",
+            st(StateMachine::IceConnection, "checking"),
+        );
+        push(&mut t, 18.0, "o", EventKind::AnswerApplied);
+        push(
+            &mut t,
+            19.0,
+            "o",
+            st(StateMachine::IceGathering, "complete"),
+        );
+        push(
+            &mut t,
+            25.0,
+            "a",
+            st(StateMachine::IceConnection, "connected"),
+        );
+        push(&mut t, 40.0, "a", st(StateMachine::Connection, "connected"));
+        push(
+            &mut t,
+            42.5,
+            "a",
+            EventKind::MessageReceived {
+                label: "x".into(),
+                seq: 0,
+                intact: true,
+                in_order: true,
+            },
+        );
+        let a = peer_metrics(&t, "a", "c");
+        assert_eq!(
+            a,
+            PeerMetrics {
+                signaling_ms: Some(8.0),
+                gathering_ms: None,
+                ice_ms: Some(10.0),
+                dtls_ms: Some(15.0),
+                setup_ms: Some(30.0),
+                first_message_ms: Some(2.5),
+            }
+        );
+        assert_eq!(peer_metrics(&t, "o", "c").gathering_ms, Some(8.0));
+        assert_eq!(peer_metrics(&t, "o", "c").setup_ms, None);
+    }
+
+    #[test]
+    fn percentiles() {
+        let s = summarize(&[5.0, 1.0, 3.0, 2.0, 4.0]).unwrap();
+        assert_eq!((s.n, s.min, s.median, s.max), (5, 1.0, 3.0, 5.0));
+        assert!((s.p95 - 4.8).abs() < 1e-9);
+        assert_eq!(summarize(&[]), None);
+        let one = summarize(&[7.0]).unwrap();
+        assert_eq!((one.median, one.p95), (7.0, 7.0));
+    }
+
+    proptest! {
+        #[test]
+        fn summary_is_ordered(v in proptest::collection::vec(0.0f64..1e6, 1..50)) {
+            let s = summarize(&v).unwrap();
+            prop_assert!(s.min <= s.median && s.median <= s.p95 && s.p95 <= s.max);
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! `bot`: an in-process webrtc-rs (`webrtc` 0.21) peer.
+//!
+//! Sockets are bound to an explicit address (127.0.0.1 by default), never a wildcard, so a bot
+//! never offers the machine's outside interface as a candidate. mDNS is disabled: it needs a
+//! multicast route that a private network namespace does not have, and host candidates are
+//! plain IPs anyway. The ICE timers of the scenario's peer table map onto webrtc-rs's
+//! `SettingEngine`; unset ones keep the webrtc-rs defaults.
+
+use super::signaling_client::SignalingClient;
+use super::{
+    ConnectRequest, EventSink, Launcher, Peer, PeerError, PeerInfo, Role, SendRequest,
+    candidate_type,
+};
+use crate::payload;
+use crate::scenario::{BotTimers, PeerPlan};
+use crate::timeline::{EventKind, StateMachine};
+use async_trait::async_trait;
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc_signaling::protocol::{ClientMessage, ServerMessage};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelState};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCIceConnectionState, RTCIceGatheringState, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription, RTCSignalingState, SettingEngineBuilder,
+};
+
+/// webrtc-rs version this harness is built against.
+pub const WEBRTC_RS_VERSION: &str = "0.21.1";
+
+/// How long a non-trickle peer waits for gathering to complete before sending its SDP.
+const GATHERING_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Starts bots.
+#[derive(Debug, Clone)]
+pub struct BotLauncher {
+    bind_ip: IpAddr,
+}
+
+impl BotLauncher {
+    /// Bots binding their UDP sockets to `bind_ip`.
+    pub fn new(bind_ip: IpAddr) -> Self {
+        Self { bind_ip }
+    }
+}
+
+impl Default for BotLauncher {
+    fn default() -> Self {
+        Self::new(IpAddr::from([127, 0, 0, 1]))
+    }
+}
+
+#[async_trait]
+impl Launcher for BotLauncher {
+    fn check(&self) -> Result<(), PeerError> {
+        Ok(())
+    }
+
+    async fn launch(&self, plan: &PeerPlan, sink: EventSink) -> Result<Box<dyn Peer>, PeerError> {
+        Ok(Box::new(Bot {
+            id: plan.id.clone(),
+            timers: plan.timers,
+            bind_ip: self.bind_ip,
+            sink,
+            connections: Mutex::new(HashMap::new()),
+        }))
+    }
+}
+
+struct Bot {
+    id: String,
+    timers: BotTimers,
+    bind_ip: IpAddr,
+    sink: EventSink,
+    connections: Mutex<HashMap<String, Arc<BotConnection>>>,
+}
+
+struct BotConnection {
+    pc: Arc<dyn PeerConnection>,
+    channels: Arc<Mutex<HashMap<String, Arc<dyn DataChannel>>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl BotConnection {
+    fn abort_tasks(&self) {
+        for t in self
+            .tasks
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+        {
+            t.abort();
+        }
+    }
+}
+
+/// Forwards webrtc-rs callbacks: each one only stamps the time and hands off, because the
+/// callbacks are awaited on the connection's driver loop.
+struct Handler {
+    sink: EventSink,
+    connection: String,
+    /// Local candidates (`None` = gathering complete) for the signaling task.
+    candidates: mpsc::UnboundedSender<Option<RTCIceCandidateInit>>,
+    gathering_complete: watch::Sender<bool>,
+    channels: Arc<Mutex<HashMap<String, Arc<dyn DataChannel>>>>,
+}
+
+impl Handler {
+    fn state(&self, machine: StateMachine, state: String) {
+        self.sink
+            .emit(&self.connection, EventKind::State { machine, state });
+    }
+}
+
+#[async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        let t = self.sink.clock().now_unix_ms();
+        if let Ok(init) = event.candidate.to_json() {
+            self.sink.emit_at(
+                t,
+                &self.connection,
+                EventKind::LocalCandidate {
+                    candidate_type: candidate_type(&init.candidate),
+                    candidate: init.candidate.clone(),
+                },
+            );
+            let _ = self.candidates.send(Some(init));
+        }
+    }
+
+    async fn on_signaling_state_change(&self, state: RTCSignalingState) {
+        self.state(StateMachine::Signaling, state.to_string());
+    }
+
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        self.state(StateMachine::IceConnection, state.to_string());
+    }
+
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        self.state(StateMachine::IceGathering, state.to_string());
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.candidates.send(None);
+            let _ = self.gathering_complete.send(true);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        self.state(StateMachine::Connection, state.to_string());
+    }
+
+    async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
+        let sink = self.sink.clone();
+        let connection = self.connection.clone();
+        let channels = self.channels.clone();
+        tokio::spawn(async move {
+            let label = dc.label().await.unwrap_or_default();
+            if let Ok(mut c) = channels.lock() {
+                c.insert(label.clone(), dc.clone());
+            }
+            read_channel(dc, label, sink, connection).await;
+        });
+    }
+}
+
+/// Reports a channel's opening and checks every message it delivers.
+async fn read_channel(
+    dc: Arc<dyn DataChannel>,
+    label: String,
+    sink: EventSink,
+    connection: String,
+) {
+    let mut opened = false;
+    let mut open = |sink: &EventSink| {
+        if !std::mem::replace(&mut opened, true) {
+            sink.emit(
+                &connection,
+                EventKind::DataChannelOpen {
+                    label: label.clone(),
+                },
+            );
+        }
+    };
+    // A channel announced by the remote side may already be open.
+    if matches!(dc.ready_state().await, Ok(RTCDataChannelState::Open)) {
+        open(&sink);
+    }
+    let mut receiver = payload::Receiver::default();
+    while let Some(event) = dc.poll().await {
+        match event {
+            DataChannelEvent::OnOpen => open(&sink),
+            DataChannelEvent::OnMessage(msg) => {
+                let t = sink.clock().now_unix_ms();
+                let (seq, intact, in_order) = receiver.accept(&msg.data);
+                sink.emit_at(
+                    t,
+                    &connection,
+                    EventKind::MessageReceived {
+                        label: label.clone(),
+                        seq,
+                        intact,
+                        in_order,
+                    },
+                );
+            }
+            DataChannelEvent::OnClose => break,
+            _ => {}
+        }
+    }
+}
+
+impl Bot {
+    fn setting_engine(&self) -> webrtc::peer_connection::SettingEngine {
+        let ms = |v: Option<u64>| v.map(Duration::from_millis);
+        let t = &self.timers;
+        SettingEngineBuilder::new()
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            .with_include_loopback_candidate(self.bind_ip.is_loopback())
+            .with_ice_connection_attempts(ms(t.ice_check_interval_ms), None)
+            .with_host_acceptance_min_wait(ms(t.host_acceptance_wait_ms))
+            .with_srflx_acceptance_min_wait(ms(t.srflx_acceptance_wait_ms))
+            .with_prflx_acceptance_min_wait(ms(t.prflx_acceptance_wait_ms))
+            .with_relay_acceptance_min_wait(ms(t.relay_acceptance_wait_ms))
+            .build()
+    }
+}
+
+#[async_trait]
+impl Peer for Bot {
+    fn info(&self) -> PeerInfo {
+        PeerInfo {
+            id: self.id.clone(),
+            kind: "bot".into(),
+            product: format!("webrtc-rs {WEBRTC_RS_VERSION}"),
+            driver: None,
+            clock_error_ms: 0.0,
+        }
+    }
+
+    async fn connect(&self, req: &ConnectRequest) -> Result<(), PeerError> {
+        let (cand_tx, cand_rx) = mpsc::unbounded_channel();
+        let (gathered_tx, gathered_rx) = watch::channel(false);
+        let channels: Arc<Mutex<HashMap<String, Arc<dyn DataChannel>>>> = Arc::default();
+        let handler = Arc::new(Handler {
+            sink: self.sink.clone(),
+            connection: req.connection.clone(),
+            candidates: cand_tx,
+            gathering_complete: gathered_tx,
+            channels: channels.clone(),
+        });
+        // Creation: the four machines start at their W3C initial values.
+        for m in StateMachine::ALL {
+            handler.state(m, m.initial().to_string());
+        }
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(self.setting_engine())
+            .with_handler(handler)
+            .with_udp_addrs(vec![format!("{}:0", self.bind_ip)])
+            .build()
+            .await
+            .map_err(|e| PeerError::failed(format!("building the peer connection: {e}")))?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+
+        let mut tasks = Vec::new();
+        if req.role == Role::Offerer
+            && let Some(label) = &req.data_channel
+        {
+            let dc = pc
+                .create_data_channel(label, None)
+                .await
+                .map_err(|e| PeerError::failed(format!("createDataChannel: {e}")))?;
+            channels
+                .lock()
+                .map_err(|_| PeerError::failed("poisoned"))?
+                .insert(label.clone(), dc.clone());
+            tasks.push(tokio::spawn(read_channel(
+                dc,
+                label.clone(),
+                self.sink.clone(),
+                req.connection.clone(),
+            )));
+        }
+
+        let client = SignalingClient::connect(&req.signaling_url).await?;
+        client.send(ClientMessage::Join {
+            room: req.connection.clone(),
+        });
+        tasks.push(tokio::spawn(negotiate(
+            pc.clone(),
+            client,
+            cand_rx,
+            gathered_rx,
+            req.clone(),
+            self.sink.clone(),
+        )));
+        let conn = Arc::new(BotConnection {
+            pc,
+            channels,
+            tasks: Mutex::new(tasks),
+        });
+        self.connections
+            .lock()
+            .map_err(|_| PeerError::failed("poisoned"))?
+            .insert(req.connection.clone(), conn);
+        Ok(())
+    }
+
+    async fn send(&self, req: &SendRequest) -> Result<(), PeerError> {
+        let conn = self.connection(&req.connection)?;
+        let dc = conn
+            .channels
+            .lock()
+            .map_err(|_| PeerError::failed("poisoned"))?
+            .get(&req.channel)
+            .cloned()
+            .ok_or_else(|| PeerError::failed(format!("no data channel {:?}", req.channel)))?;
+        for seq in 0..req.messages {
+            let msg = payload::encode(seq, req.bytes as usize);
+            dc.send_text(&msg)
+                .await
+                .map_err(|e| PeerError::failed(format!("send #{seq}: {e}")))?;
+        }
+        self.sink.emit(
+            &req.connection,
+            EventKind::MessagesSent {
+                label: req.channel.clone(),
+                count: req.messages,
+            },
+        );
+        Ok(())
+    }
+
+    async fn close(&self, connection: &str) -> Result<(), PeerError> {
+        let conn = self.connection(connection)?;
+        conn.abort_tasks();
+        self.sink.emit(connection, EventKind::Closed);
+        conn.pc
+            .close()
+            .await
+            .map_err(|e| PeerError::failed(format!("close: {e}")))?;
+        // close() sets these without firing events (W3C webrtc-pc §4.4.1.6, close()).
+        for m in [
+            StateMachine::Signaling,
+            StateMachine::IceConnection,
+            StateMachine::Connection,
+        ] {
+            self.sink.emit(
+                connection,
+                EventKind::State {
+                    machine: m,
+                    state: "closed".into(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&self) {
+        let all: Vec<Arc<BotConnection>> = self
+            .connections
+            .lock()
+            .map(|mut c| c.drain().map(|(_, v)| v).collect())
+            .unwrap_or_default();
+        for conn in all {
+            conn.abort_tasks();
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.pc.close()).await;
+        }
+    }
+}
+
+impl Bot {
+    fn connection(&self, id: &str) -> Result<Arc<BotConnection>, PeerError> {
+        self.connections
+            .lock()
+            .map_err(|_| PeerError::failed("poisoned"))?
+            .get(id)
+            .cloned()
+            .ok_or_else(|| PeerError::failed(format!("no connection {id:?}")))
+    }
+}
+
+/// The offer/answer exchange of one connection, driven by signaling messages.
+async fn negotiate(
+    pc: Arc<dyn PeerConnection>,
+    mut client: SignalingClient,
+    mut local_candidates: mpsc::UnboundedReceiver<Option<RTCIceCandidateInit>>,
+    gathered: watch::Receiver<bool>,
+    req: ConnectRequest,
+    sink: EventSink,
+) {
+    let conn = req.connection.clone();
+    let report = |what: String| sink.emit(&conn, EventKind::Error { message: what });
+    let mut pending_remote: Vec<RTCIceCandidateInit> = Vec::new();
+    let mut have_remote = false;
+    loop {
+        tokio::select! {
+            local = local_candidates.recv() => {
+                let Some(local) = local else { continue };
+                if req.trickle {
+                    let candidate = local.and_then(|c| serde_json::to_value(c).ok());
+                    client.send(ClientMessage::Candidate { candidate, to: None });
+                }
+            }
+            msg = client.incoming.recv() => {
+                let Some(msg) = msg else {
+                    return;
+                };
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => { report(e); continue; }
+                };
+                let result = match msg {
+                    ServerMessage::Ready { .. } if req.role == Role::Offerer => {
+                        sink.emit(&conn, EventKind::CreateOffer);
+                        local_sdp(&pc, true, req.trickle, gathered.clone()).await.map(|sdp| {
+                            client.send(ClientMessage::Offer { sdp, to: None });
+                        })
+                    }
+                    ServerMessage::Offer { sdp, .. } => {
+                        match apply_remote(&pc, RTCSessionDescription::offer(sdp)).await {
+                            Ok(()) => {
+                                sink.emit(&conn, EventKind::OfferApplied);
+                                have_remote = true;
+                                add_pending(&pc, &mut pending_remote).await;
+                                local_sdp(&pc, false, req.trickle, gathered.clone()).await.map(|sdp| {
+                                    client.send(ClientMessage::Answer { sdp, to: None });
+                                })
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    ServerMessage::Answer { sdp, .. } => {
+                        match apply_remote(&pc, RTCSessionDescription::answer(sdp)).await {
+                            Ok(()) => {
+                                sink.emit(&conn, EventKind::AnswerApplied);
+                                have_remote = true;
+                                add_pending(&pc, &mut pending_remote).await;
+                                Ok(())
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    ServerMessage::Candidate { candidate: Some(c), .. } => {
+                        match serde_json::from_value::<RTCIceCandidateInit>(c) {
+                            Ok(init) => {
+                                sink.emit(&conn, EventKind::RemoteCandidate {
+                                    candidate_type: candidate_type(&init.candidate),
+                                    candidate: init.candidate.clone(),
+                                });
+                                if have_remote {
+                                    pc.add_ice_candidate(init).await.map_err(|e| format!("addIceCandidate: {e}"))
+                                } else {
+                                    pending_remote.push(init);
+                                    Ok(())
+                                }
+                            }
+                            Err(e) => Err(format!("unreadable remote candidate: {e}")),
+                        }
+                    }
+                    ServerMessage::Error { code, message } => Err(format!("signaling server: {code:?}: {message}")),
+                    _ => Ok(()),
+                };
+                if let Err(e) = result {
+                    report(e);
+                }
+            }
+        }
+    }
+}
+
+async fn apply_remote(
+    pc: &Arc<dyn PeerConnection>,
+    desc: Result<RTCSessionDescription, webrtc::error::Error>,
+) -> Result<(), String> {
+    let desc = desc.map_err(|e| format!("unreadable remote SDP: {e}"))?;
+    pc.set_remote_description(desc)
+        .await
+        .map_err(|e| format!("setRemoteDescription: {e}"))
+}
+
+async fn add_pending(pc: &Arc<dyn PeerConnection>, pending: &mut Vec<RTCIceCandidateInit>) {
+    for c in pending.drain(..) {
+        if let Err(e) = pc.add_ice_candidate(c).await {
+            tracing::warn!("addIceCandidate (queued): {e}");
+        }
+    }
+}
+
+/// createOffer/createAnswer + setLocalDescription; without trickle, waits for gathering to
+/// complete and returns the SDP with all candidates.
+async fn local_sdp(
+    pc: &Arc<dyn PeerConnection>,
+    offer: bool,
+    trickle: bool,
+    mut gathered: watch::Receiver<bool>,
+) -> Result<String, String> {
+    let desc = if offer {
+        pc.create_offer(None)
+            .await
+            .map_err(|e| format!("createOffer: {e}"))?
+    } else {
+        pc.create_answer(None)
+            .await
+            .map_err(|e| format!("createAnswer: {e}"))?
+    };
+    let sdp = desc.sdp.clone();
+    pc.set_local_description(desc)
+        .await
+        .map_err(|e| format!("setLocalDescription: {e}"))?;
+    if trickle {
+        return Ok(sdp);
+    }
+    tokio::time::timeout(GATHERING_DEADLINE, gathered.wait_for(|done| *done))
+        .await
+        .map_err(|_| format!("ICE gathering not complete after {GATHERING_DEADLINE:?}"))?
+        .map_err(|_| "connection gone while gathering".to_string())?;
+    pc.local_description()
+        .await
+        .map(|d| d.sdp)
+        .ok_or_else(|| "no local description after gathering".to_string())
+}

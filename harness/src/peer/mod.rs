@@ -1,0 +1,234 @@
+//! Peers: everything the scenario engine drives, behind one interface.
+//!
+//! The engine only sees [`Peer`] and [`Launcher`]; it never asks which kind of peer it has.
+//! A kind plugs in by providing a [`Launcher`] (see [`Launchers`]). Peers report what they
+//! observe as [`RawEvent`]s on one channel; the engine turns those into the scenario's
+//! [`crate::timeline::Timeline`].
+//!
+//! A peer may hold several connections at once (each `connect` step names a connection id, which
+//! is also the signaling room), so 1:N meshes fit without changing this interface.
+
+pub mod bot;
+pub mod chromium;
+mod process;
+mod signaling_client;
+
+use crate::clock::{Clock, ClockOffset};
+use crate::scenario::{PeerKind, PeerPlan};
+use crate::timeline::EventKind;
+use async_trait::async_trait;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub use process::ProcessGroup;
+
+/// An event as a peer reports it: stamped in Unix-epoch ms on the harness clock.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    /// Harness-clock time, Unix-epoch ms.
+    pub unix_ms: f64,
+    /// Peer id.
+    pub peer: String,
+    /// Connection id.
+    pub connection: String,
+    /// What happened.
+    pub event: EventKind,
+}
+
+/// Where a peer sends its events, with the clock to stamp them.
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    clock: Clock,
+    peer: String,
+    tx: mpsc::UnboundedSender<RawEvent>,
+}
+
+impl EventSink {
+    /// A sink for `peer`.
+    pub fn new(clock: Clock, peer: String, tx: mpsc::UnboundedSender<RawEvent>) -> Self {
+        Self { clock, peer, tx }
+    }
+
+    /// Stamps an event now and hands it off (never blocks).
+    pub fn emit(&self, connection: &str, event: EventKind) {
+        self.emit_at(self.clock.now_unix_ms(), connection, event);
+    }
+
+    /// Hands off an event with a time already on the harness clock.
+    pub fn emit_at(&self, unix_ms: f64, connection: &str, event: EventKind) {
+        // The receiver is gone only once the scenario is over; late events are dropped.
+        let _ = self.tx.send(RawEvent {
+            unix_ms,
+            peer: self.peer.clone(),
+            connection: connection.to_string(),
+            event,
+        });
+    }
+
+    /// The harness clock.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+}
+
+/// Offerer or answerer of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Calls createOffer once the signaling server says `ready`.
+    Offerer,
+    /// Answers the offer it receives.
+    Answerer,
+}
+
+/// Ask a peer to take part in one connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectRequest {
+    /// Connection id; also the signaling room name.
+    pub connection: String,
+    /// This peer's role.
+    pub role: Role,
+    /// Label of a data channel the offerer creates before its offer.
+    pub data_channel: Option<String>,
+    /// Trickle candidates (true) or wait for gathering to complete and send them in the SDP.
+    pub trickle: bool,
+    /// WebSocket URL of the signaling server.
+    pub signaling_url: String,
+}
+
+/// Ask a peer to send test messages (see [`crate::payload`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct SendRequest {
+    /// Connection id.
+    pub connection: String,
+    /// Data-channel label.
+    pub channel: String,
+    /// How many messages.
+    pub messages: u64,
+    /// Bytes per message.
+    pub bytes: u64,
+}
+
+/// What a peer is, for reports.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PeerInfo {
+    /// Peer id.
+    pub id: String,
+    /// Kind name (`bot`, `chromium`).
+    pub kind: String,
+    /// Implementation and version, e.g. `webrtc-rs 0.21.1` or `chrome 156.0.8078.73`.
+    pub product: String,
+    /// WebDriver implementation and version, for browsers.
+    pub driver: Option<String>,
+    /// Bound on the error of this peer's timestamps relative to the harness clock, ms
+    /// (0 for in-process peers).
+    pub clock_error_ms: f64,
+}
+
+/// Errors of peers.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// A program the peer needs is not installed.
+    #[error("{program} not found: {hint}")]
+    Missing {
+        /// The program.
+        program: String,
+        /// How to install it.
+        hint: String,
+    },
+    /// A deadline passed.
+    #[error("{0}: timed out")]
+    Timeout(String),
+    /// Anything else.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl PeerError {
+    /// Shorthand for [`PeerError::Failed`].
+    pub fn failed(what: impl std::fmt::Display) -> Self {
+        PeerError::Failed(what.to_string())
+    }
+}
+
+/// One peer, whatever its kind.
+#[async_trait]
+pub trait Peer: Send + Sync {
+    /// What it is.
+    fn info(&self) -> PeerInfo;
+    /// Starts taking part in a connection; returns once it has started (the engine waits for
+    /// states on the timeline).
+    async fn connect(&self, req: &ConnectRequest) -> Result<(), PeerError>;
+    /// Sends test messages; returns once they are handed to the data channel.
+    async fn send(&self, req: &SendRequest) -> Result<(), PeerError>;
+    /// Calls `close()` on one connection.
+    async fn close(&self, connection: &str) -> Result<(), PeerError>;
+    /// Releases everything (connections, sessions, processes). Idempotent.
+    async fn shutdown(&self);
+}
+
+/// Starts peers of one kind.
+#[async_trait]
+pub trait Launcher: Send + Sync {
+    /// Checks that what the kind needs is installed, without starting anything.
+    fn check(&self) -> Result<(), PeerError>;
+    /// Starts one peer.
+    async fn launch(&self, plan: &PeerPlan, sink: EventSink) -> Result<Box<dyn Peer>, PeerError>;
+}
+
+/// The launchers available to a run, by kind.
+#[derive(Clone, Default)]
+pub struct Launchers {
+    by_kind: HashMap<PeerKind, Arc<dyn Launcher>>,
+}
+
+impl Launchers {
+    /// Registers the launcher for a kind.
+    pub fn with(mut self, kind: PeerKind, launcher: Arc<dyn Launcher>) -> Self {
+        self.by_kind.insert(kind, launcher);
+        self
+    }
+
+    /// The launcher for a kind.
+    pub fn get(&self, kind: PeerKind) -> Option<&Arc<dyn Launcher>> {
+        self.by_kind.get(&kind)
+    }
+}
+
+/// The candidate type (`typ` field, RFC 8839 §5.1) of a candidate-attribute line.
+pub fn candidate_type(line: &str) -> String {
+    let mut words = line.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "typ" {
+            return words.next().unwrap_or("unknown").to_string();
+        }
+    }
+    "unknown".to_string()
+}
+
+/// Converts a browser-clock event time to the harness clock.
+pub fn browser_to_harness(offset: &ClockOffset, browser_ms: f64) -> f64 {
+    offset.to_harness(browser_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidate_types_are_read_from_the_typ_field() {
+        assert_eq!(
+            candidate_type("candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host"),
+            "host"
+        );
+        assert_eq!(
+            candidate_type(
+                "candidate:2 1 udp 1694498815 198.51.100.1 4000 typ srflx raddr 10.0.0.1 rport 5000"
+            ),
+            "srflx"
+        );
+        assert_eq!(candidate_type("garbage"), "unknown");
+    }
+}

@@ -1,0 +1,227 @@
+// rtc-harness peer page: runs inside a browser driven over WebDriver.
+//
+// The harness talks to this page over a control WebSocket (URL in ?control=): it sends
+// `ping` (clock sync) and `command` messages; the page answers `pong` / `reply` and pushes every
+// observation as an `event`, stamped with performance.timeOrigin + performance.now() (Unix-epoch
+// ms on the page's clock). Signaling goes to the same server, with the same messages, as a bot's.
+"use strict";
+
+const params = new URLSearchParams(location.search);
+const control = new WebSocket(params.get("control"));
+const now = () => performance.timeOrigin + performance.now();
+const conns = new Map();
+
+function post(msg) {
+  if (control.readyState === WebSocket.OPEN) control.send(JSON.stringify(msg));
+}
+function emit(connection, event) {
+  post({ type: "event", t: now(), connection, event });
+}
+
+// Test messages: "SSSSSSSSSS:CCCCCCCC:" + filler, see harness/src/payload.rs.
+function fnv1a32(s) {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i) & 0xff;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h >>> 0;
+}
+function encode(seq, len) {
+  let body = "";
+  for (let i = 0; i < len - 20; i++) body += String.fromCharCode(97 + ((seq + i) % 26));
+  return String(seq).padStart(10, "0") + ":" + fnv1a32(body).toString(16).padStart(8, "0") + ":" + body;
+}
+function check(data) {
+  if (typeof data !== "string" || data.length < 20 || data[10] !== ":" || data[19] !== ":") {
+    return { seq: -1, intact: false };
+  }
+  const seq = Number(data.slice(0, 10));
+  const sum = parseInt(data.slice(11, 19), 16);
+  if (!Number.isInteger(seq)) return { seq: -1, intact: false };
+  return { seq, intact: sum === fnv1a32(data.slice(20)) };
+}
+// Same vector as payload.rs's unit test: a mismatch here would corrupt every message.
+const SELF_CHECK = encode(3, 24) === "0000000003:96e2cbf1:defg";
+
+function candidateType(line) {
+  const m = / typ (\S+)/.exec(line || "");
+  return m ? m[1] : "unknown";
+}
+
+function attachChannel(c, connection, dc) {
+  c.channels.set(dc.label, dc);
+  let opened = false;
+  let next = 0;
+  const onopen = () => {
+    if (!opened) {
+      opened = true;
+      emit(connection, { type: "data-channel-open", label: dc.label });
+    }
+  };
+  dc.onopen = onopen;
+  // A channel created by the remote side can be open before we get here.
+  if (dc.readyState === "open") onopen();
+  dc.binaryType = "arraybuffer";
+  dc.onmessage = (e) => {
+    const t = now();
+    const r = check(typeof e.data === "string" ? e.data : new TextDecoder().decode(e.data));
+    const inOrder = r.seq === next;
+    if (r.seq >= 0) next = r.seq + 1;
+    post({
+      type: "event", t, connection,
+      event: { type: "message-received", label: dc.label, seq: r.seq, intact: r.intact, in_order: inOrder && r.seq >= 0 },
+    });
+  };
+}
+
+function gatheringComplete(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") resolve();
+    });
+  });
+}
+
+async function connect(cmd) {
+  const { connection, role, data_channel, trickle, signaling_url } = cmd;
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  const c = { pc, channels: new Map(), pending: [], ws: null, queue: Promise.resolve() };
+  conns.set(connection, c);
+  const state = (machine, value) => emit(connection, { type: "state", machine, state: value });
+  state("connectionState", pc.connectionState);
+  state("iceConnectionState", pc.iceConnectionState);
+  state("signalingState", pc.signalingState);
+  state("iceGatheringState", pc.iceGatheringState);
+  pc.onconnectionstatechange = () => state("connectionState", pc.connectionState);
+  pc.oniceconnectionstatechange = () => state("iceConnectionState", pc.iceConnectionState);
+  pc.onsignalingstatechange = () => state("signalingState", pc.signalingState);
+  pc.onicegatheringstatechange = () => state("iceGatheringState", pc.iceGatheringState);
+  const sig = (msg) => c.ws.send(JSON.stringify(msg));
+  pc.onicecandidate = (e) => {
+    if (e.candidate && e.candidate.candidate) {
+      emit(connection, { type: "local-candidate", candidate_type: candidateType(e.candidate.candidate), candidate: e.candidate.candidate });
+    }
+    if (!trickle) return;
+    if (e.candidate && e.candidate.candidate) sig({ type: "candidate", candidate: e.candidate.toJSON() });
+    else if (!e.candidate) sig({ type: "candidate", candidate: null });
+  };
+  pc.ondatachannel = (e) => attachChannel(c, connection, e.channel);
+  if (role === "offerer" && data_channel) attachChannel(c, connection, pc.createDataChannel(data_channel));
+
+  const fail = (e) => emit(connection, { type: "error", message: String(e && e.message ? e.message : e) });
+  const localSdp = async (desc) => {
+    await pc.setLocalDescription(desc);
+    if (!trickle) await gatheringComplete(pc);
+    return pc.localDescription.sdp;
+  };
+  const flush = async () => {
+    for (const cand of c.pending.splice(0)) await pc.addIceCandidate(cand).catch(fail);
+  };
+  const onSignal = async (msg) => {
+    switch (msg.type) {
+      case "ready":
+        if (role === "offerer") {
+          emit(connection, { type: "create-offer" });
+          const offer = await pc.createOffer();
+          sig({ type: "offer", sdp: await localSdp(offer) });
+        }
+        break;
+      case "offer":
+        await pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
+        emit(connection, { type: "offer-applied" });
+        await flush();
+        sig({ type: "answer", sdp: await localSdp(await pc.createAnswer()) });
+        break;
+      case "answer":
+        await pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
+        emit(connection, { type: "answer-applied" });
+        await flush();
+        break;
+      case "candidate":
+        if (!msg.candidate) break;
+        emit(connection, { type: "remote-candidate", candidate_type: candidateType(msg.candidate.candidate), candidate: msg.candidate.candidate });
+        if (pc.remoteDescription) await pc.addIceCandidate(msg.candidate);
+        else c.pending.push(msg.candidate);
+        break;
+      case "error":
+        throw new Error("signaling server: " + msg.code + ": " + msg.message);
+    }
+  };
+  await new Promise((resolve, reject) => {
+    c.ws = new WebSocket(signaling_url);
+    c.ws.onopen = resolve;
+    c.ws.onerror = () => reject(new Error("signaling socket error: " + signaling_url));
+  });
+  // Signaling messages are handled strictly one after another.
+  c.ws.onmessage = (m) => {
+    let msg;
+    try { msg = JSON.parse(m.data); } catch (e) { fail(e); return; }
+    c.queue = c.queue.then(() => onSignal(msg)).catch(fail);
+  };
+  sig({ type: "join", room: connection });
+  return null;
+}
+
+async function send(cmd) {
+  const c = conns.get(cmd.connection);
+  const dc = c && c.channels.get(cmd.channel);
+  if (!dc) throw new Error("no data channel " + cmd.channel);
+  dc.bufferedAmountLowThreshold = 256 * 1024;
+  for (let seq = 0; seq < cmd.messages; seq++) {
+    if (dc.bufferedAmount > 1024 * 1024) {
+      await new Promise((r) => dc.addEventListener("bufferedamountlow", r, { once: true }));
+    }
+    dc.send(encode(seq, cmd.bytes));
+  }
+  emit(cmd.connection, { type: "messages-sent", label: cmd.channel, count: cmd.messages });
+  return null;
+}
+
+function close(cmd) {
+  const c = conns.get(cmd.connection);
+  if (!c) throw new Error("no connection " + cmd.connection);
+  emit(cmd.connection, { type: "closed" });
+  c.pc.close();
+  if (c.ws) c.ws.close();
+  // close() changes these without firing events (W3C webrtc-pc, close()).
+  const st = (machine, value) => emit(cmd.connection, { type: "state", machine, state: value });
+  st("signalingState", c.pc.signalingState);
+  st("iceConnectionState", c.pc.iceConnectionState);
+  st("connectionState", c.pc.connectionState);
+  return null;
+}
+
+const handlers = { connect, send, close };
+
+control.onmessage = async (m) => {
+  const msg = JSON.parse(m.data);
+  if (msg.type === "ping") {
+    post({ type: "pong", id: msg.id, t: now() });
+  } else if (msg.type === "command") {
+    try {
+      const h = handlers[msg.command.cmd];
+      if (!h) throw new Error("unknown command " + msg.command.cmd);
+      post({ type: "reply", id: msg.id, ok: true, value: await h(msg.command) });
+    } catch (e) {
+      post({ type: "reply", id: msg.id, ok: false, value: String(e && e.message ? e.message : e) });
+    }
+  }
+};
+
+control.onopen = async () => {
+  // Chromium gathers loopback host candidates only once getUserMedia was granted in the page
+  // (with --allow-loopback-in-peer-connection); the fake devices make the grant silent.
+  let media = "not requested";
+  try {
+    const s = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+    s.getTracks().forEach((t) => t.stop());
+    media = "granted";
+  } catch (e) {
+    media = "denied: " + e;
+  }
+  post({ type: "hello", user_agent: navigator.userAgent, media, self_check: SELF_CHECK });
+};
+window.addEventListener("error", (e) => post({ type: "page-error", message: String(e.message) }));
+window.addEventListener("unhandledrejection", (e) => post({ type: "page-error", message: String(e.reason) }));

@@ -1,0 +1,180 @@
+//! Outputs: the verdict table for people and the JSON document for machines.
+
+use crate::engine::{RunResult, Verdict};
+use crate::metrics::{self, Summary};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Versions of the tool, for the JSON output.
+pub const TOOL: &str = concat!("rtc-harness ", env!("CARGO_PKG_VERSION"));
+
+/// Summary of one metric of one peer of one scenario over its repetitions.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricSummary {
+    /// Scenario name.
+    pub scenario: String,
+    /// Peer id.
+    pub peer: String,
+    /// Metric name (see [`crate::metrics`]).
+    pub metric: String,
+    /// The figures, ms.
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
+/// The whole `--json` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct JsonReport<'a> {
+    /// Tool name and version.
+    pub tool: &'static str,
+    /// Runs, in order (scenario by scenario, repetitions together).
+    pub runs: &'a [RunResult],
+    /// Percentiles per scenario, peer and metric (over repetitions).
+    pub summaries: Vec<MetricSummary>,
+    /// Counts.
+    pub totals: Totals,
+}
+
+/// Pass/fail counts.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Totals {
+    /// Passed runs.
+    pub passed: usize,
+    /// Failed runs.
+    pub failed: usize,
+    /// Runs that could not start.
+    pub setup_errors: usize,
+}
+
+/// Counts verdicts.
+pub fn totals(runs: &[RunResult]) -> Totals {
+    let mut t = Totals::default();
+    for r in runs {
+        match r.verdict {
+            Verdict::Pass => t.passed += 1,
+            Verdict::Fail => t.failed += 1,
+            Verdict::SetupError => t.setup_errors += 1,
+        }
+    }
+    t
+}
+
+/// min/median/p95/max per scenario, peer and metric, over all runs given.
+pub fn summaries(runs: &[RunResult]) -> Vec<MetricSummary> {
+    let mut values: BTreeMap<(String, String, &str), Vec<f64>> = BTreeMap::new();
+    let mut order: Vec<(String, String, &str)> = Vec::new();
+    for r in runs {
+        for (peer, m) in &r.metrics {
+            for name in metrics::NAMES {
+                if let Some(v) = m.get(name) {
+                    let key = (r.name.clone(), peer.clone(), name);
+                    if !values.contains_key(&key) {
+                        order.push(key.clone());
+                    }
+                    values.entry(key).or_default().push(v);
+                }
+            }
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|k| {
+            let s = metrics::summarize(&values[&k])?;
+            Some(MetricSummary {
+                scenario: k.0,
+                peer: k.1,
+                metric: k.2.to_string(),
+                summary: s,
+            })
+        })
+        .collect()
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
+}
+
+/// The verdict line and metrics table of one run.
+pub fn render_run(r: &RunResult) -> String {
+    let tag = match r.verdict {
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "FAIL",
+        Verdict::SetupError => "SETUP",
+    };
+    let mut out = format!(
+        "{tag:<5} {}  ({}, {:.1} s)\n",
+        r.name,
+        r.file,
+        r.wall_ms / 1000.0
+    );
+    if let Some(reason) = &r.reason {
+        for line in reason.lines() {
+            out.push_str(&format!("      {line}\n"));
+        }
+    }
+    if !r.metrics.is_empty() {
+        out.push_str(&format!(
+            "      {:<10} {:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+            "peer", "product", "signaling", "gathering", "ice", "dtls", "setup", "first_msg"
+        ));
+        for p in &r.peers {
+            let Some(m) = r.metrics.get(&p.id) else {
+                continue;
+            };
+            out.push_str(&format!(
+                "      {:<10} {:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+                p.id,
+                truncate(&p.product, 22),
+                fmt_ms(m.signaling_ms),
+                fmt_ms(m.gathering_ms),
+                fmt_ms(m.ice_ms),
+                fmt_ms(m.dtls_ms),
+                fmt_ms(m.setup_ms),
+                fmt_ms(m.first_message_ms),
+            ));
+        }
+        out.push_str("      (all times ms)\n");
+    }
+    if r.verdict == Verdict::Fail && !r.failures.is_empty() {
+        for f in &r.failures {
+            out.push_str(&format!("      expected vs observed: {f}\n"));
+        }
+        let peers: std::collections::BTreeSet<&str> =
+            r.failures.iter().map(|f| f.peer.as_str()).collect();
+        for p in peers {
+            out.push_str(&format!("      timeline of {p}:\n"));
+            out.push_str(&r.timeline.render_peer(p));
+        }
+    }
+    out
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    }
+}
+
+/// The percentile table for `--repeat`.
+pub fn render_summaries(s: &[MetricSummary]) -> String {
+    let mut out = format!(
+        "{:<40} {:<10} {:<17} {:>4} {:>9} {:>9} {:>9} {:>9}\n",
+        "scenario", "peer", "metric (ms)", "n", "min", "median", "p95", "max"
+    );
+    for m in s {
+        out.push_str(&format!(
+            "{:<40} {:<10} {:<17} {:>4} {:>9.1} {:>9.1} {:>9.1} {:>9.1}\n",
+            truncate(&m.scenario, 40),
+            m.peer,
+            m.metric,
+            m.summary.n,
+            m.summary.min,
+            m.summary.median,
+            m.summary.p95,
+            m.summary.max
+        ));
+    }
+    out
+}

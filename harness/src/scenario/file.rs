@@ -1,0 +1,151 @@
+//! The scenario file as written: TOML shapes deserialized with serde, before any cross-checks.
+//!
+//! Every table denies unknown keys. Step tables are one flat shape whose `action` decides which
+//! keys are allowed; [`super::plan`] enforces that with a located error, because serde's
+//! internally tagged enums lose the position of the offending key.
+
+use serde::Deserialize;
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// Human-readable name, shown in tables and reports.
+    pub name: String,
+    /// Deadline for all steps together, in seconds (default 30).
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// When set, the scenario is expected to fail with a diagnostic containing this text
+    /// (used by `scenarios/must-fail/`). It then passes only if it fails that way.
+    #[serde(default)]
+    pub expected_failure: Option<String>,
+    /// The peers taking part.
+    pub peers: Vec<PeerEntry>,
+    /// Steps, run in order.
+    #[serde(default)]
+    pub steps: Vec<StepEntry>,
+    /// Expectations checked after the last step.
+    #[serde(default)]
+    pub expect: Vec<ExpectEntry>,
+}
+
+/// Which implementation drives a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerKind {
+    /// An in-process webrtc-rs (`webrtc` crate) peer connection.
+    Bot,
+    /// Headless Chromium driven by chromedriver over WebDriver.
+    Chromium,
+}
+
+impl PeerKind {
+    /// The name used in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerKind::Bot => "bot",
+            PeerKind::Chromium => "chromium",
+        }
+    }
+}
+
+/// A `[[peers]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerEntry {
+    /// Unique id inside the scenario.
+    pub id: String,
+    /// Peer kind.
+    pub kind: PeerKind,
+    /// Bot only: interval between ICE connectivity checks, ms (webrtc-rs default 200).
+    pub ice_check_interval_ms: Option<u64>,
+    /// Bot only: wait before nominating a host pair, ms (webrtc-rs default 0).
+    pub host_acceptance_wait_ms: Option<u64>,
+    /// Bot only: wait before nominating a server-reflexive pair, ms (default 500).
+    pub srflx_acceptance_wait_ms: Option<u64>,
+    /// Bot only: wait before nominating a peer-reflexive pair, ms (default 1000).
+    pub prflx_acceptance_wait_ms: Option<u64>,
+    /// Bot only: wait before nominating a relay pair, ms (default 2000).
+    pub relay_acceptance_wait_ms: Option<u64>,
+}
+
+/// Step actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Offer/answer between two peers, then wait until both are `connected`.
+    Connect,
+    /// Send numbered, checksummed data-channel messages and wait for their delivery.
+    Send,
+    /// Sleep.
+    Wait,
+    /// `close()` a peer's connections.
+    Close,
+}
+
+impl Action {
+    /// The name used in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Connect => "connect",
+            Action::Send => "send",
+            Action::Wait => "wait",
+            Action::Close => "close",
+        }
+    }
+}
+
+/// A `[[steps]]` table; which keys are allowed depends on `action`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepEntry {
+    /// What the step does.
+    pub action: Action,
+    /// Step deadline in ms (default: what is left of `timeout_s`).
+    pub timeout_ms: Option<u64>,
+    /// connect: the peer that calls createOffer.
+    pub offerer: Option<String>,
+    /// connect: the peer that answers.
+    pub answerer: Option<String>,
+    /// connect: label of a data channel the offerer creates.
+    pub data_channel: Option<String>,
+    /// connect: trickle ICE candidates (default true); false sends them inside the SDP.
+    pub trickle: Option<bool>,
+    /// send: sending peer.
+    pub from: Option<String>,
+    /// send: data-channel label.
+    pub channel: Option<String>,
+    /// send: number of messages.
+    pub messages: Option<u64>,
+    /// send: size of each message in bytes.
+    pub bytes: Option<u64>,
+    /// wait: duration in ms.
+    pub ms: Option<u64>,
+    /// close: the peer whose connections are closed.
+    pub peer: Option<String>,
+}
+
+/// An `[[expect]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectEntry {
+    /// The peer the expectation is about.
+    pub peer: String,
+    /// Exact sequence of `connectionState` values, from creation to the end of the last step.
+    pub connection_state: Option<Vec<String>>,
+    /// Exact sequence of `iceConnectionState` values.
+    pub ice_connection_state: Option<Vec<String>>,
+    /// Exact sequence of `signalingState` values.
+    pub signaling_state: Option<Vec<String>>,
+    /// Exact sequence of `iceGatheringState` values.
+    pub ice_gathering_state: Option<Vec<String>>,
+    /// States that must not occur in any of the four state machines.
+    pub never: Option<Vec<String>>,
+    /// Intact, in-order data-channel messages this peer must have received.
+    pub received_messages: Option<u64>,
+    /// Upper bound on `setup_ms` (offerer's createOffer to this peer's `connected`), ms.
+    pub setup_ms_max: Option<f64>,
+}

@@ -1,0 +1,657 @@
+//! From a deserialized file to a checked [`Plan`]: peer ids resolve, each step has exactly the
+//! keys its action needs, and no step is impossible given the steps before it.
+
+use super::file::{Action, ExpectEntry, PeerEntry, PeerKind, ScenarioFile, StepEntry};
+use super::{ScenarioError, line_column};
+use crate::timeline::StateMachine;
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default `timeout_s`.
+pub const DEFAULT_TIMEOUT_S: u64 = 30;
+/// Smallest message `send` accepts: the header of sequence number and checksum (see
+/// [`crate::payload`]).
+pub const MIN_MESSAGE_BYTES: u64 = crate::payload::HEADER_LEN as u64;
+/// Largest message `send` accepts, in bytes (the data-channel message size every browser takes).
+pub const MAX_MESSAGE_BYTES: u64 = 65_536;
+/// Most messages one `send` step may send.
+pub const MAX_MESSAGES: u64 = 100_000;
+
+/// A checked scenario, ready to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Scenario name.
+    pub name: String,
+    /// Free-text description.
+    pub description: Option<String>,
+    /// The file it came from.
+    pub source: PathBuf,
+    /// Deadline for all steps together.
+    pub timeout: Duration,
+    /// Expected failure diagnostic (must-fail scenarios).
+    pub expected_failure: Option<String>,
+    /// Peers, in file order.
+    pub peers: Vec<PeerPlan>,
+    /// Steps, in order.
+    pub steps: Vec<StepPlan>,
+    /// Expectations.
+    pub expectations: Vec<Expectation>,
+}
+
+impl Plan {
+    /// The peer kinds this scenario needs.
+    pub fn kinds(&self) -> HashSet<PeerKind> {
+        self.peers.iter().map(|p| p.kind).collect()
+    }
+}
+
+/// ICE timer overrides for a bot (`None` keeps the webrtc-rs default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BotTimers {
+    /// Connectivity-check interval, ms.
+    pub ice_check_interval_ms: Option<u64>,
+    /// Host-pair acceptance wait, ms.
+    pub host_acceptance_wait_ms: Option<u64>,
+    /// Server-reflexive-pair acceptance wait, ms.
+    pub srflx_acceptance_wait_ms: Option<u64>,
+    /// Peer-reflexive-pair acceptance wait, ms.
+    pub prflx_acceptance_wait_ms: Option<u64>,
+    /// Relay-pair acceptance wait, ms.
+    pub relay_acceptance_wait_ms: Option<u64>,
+}
+
+impl BotTimers {
+    fn is_default(&self) -> bool {
+        *self == BotTimers::default()
+    }
+}
+
+/// One peer.
+#[derive(Debug, Clone)]
+pub struct PeerPlan {
+    /// Id from the file.
+    pub id: String,
+    /// Kind.
+    pub kind: PeerKind,
+    /// Bot timer overrides (always default for other kinds).
+    pub timers: BotTimers,
+}
+
+/// A step with its own deadline.
+#[derive(Debug, Clone)]
+pub struct StepPlan {
+    /// What to do.
+    pub step: Step,
+    /// The step's own deadline, if the file set one (it is always cut to the scenario deadline).
+    pub timeout: Option<Duration>,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Negotiate a connection and wait for both peers to be `connected`.
+    Connect {
+        /// Connection id (also the signaling room name).
+        connection: String,
+        /// Calls createOffer.
+        offerer: String,
+        /// Answers.
+        answerer: String,
+        /// Data channel created by the offerer.
+        data_channel: Option<String>,
+        /// Trickle ICE (true) or candidates inside the SDP (false).
+        trickle: bool,
+    },
+    /// Send numbered messages and wait until the other side has them all.
+    Send {
+        /// Sender.
+        from: String,
+        /// Receiver (the other peer of the connection carrying `channel`).
+        to: String,
+        /// Connection id.
+        connection: String,
+        /// Data-channel label.
+        channel: String,
+        /// Message count.
+        messages: u64,
+        /// Bytes per message.
+        bytes: u64,
+    },
+    /// Sleep.
+    Wait {
+        /// Duration.
+        ms: u64,
+    },
+    /// Close every connection of a peer.
+    Close {
+        /// The peer.
+        peer: String,
+    },
+}
+
+impl Step {
+    /// One-line description for progress output and diagnoses.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Connect {
+                offerer, answerer, ..
+            } => format!("connect {offerer} -> {answerer}"),
+            Step::Send {
+                from,
+                to,
+                channel,
+                messages,
+                bytes,
+                ..
+            } => format!("send {messages} x {bytes} B {from} -> {to} on '{channel}'"),
+            Step::Wait { ms } => format!("wait {ms} ms"),
+            Step::Close { peer } => format!("close {peer}"),
+        }
+    }
+}
+
+/// What must hold for one peer after the last step.
+#[derive(Debug, Clone, Default)]
+pub struct Expectation {
+    /// The peer.
+    pub peer: String,
+    /// Exact state sequences, per state machine.
+    pub sequences: Vec<(StateMachine, Vec<String>)>,
+    /// States that must not occur.
+    pub never: Vec<String>,
+    /// Intact, in-order messages received.
+    pub received_messages: Option<u64>,
+    /// Upper bound on setup_ms.
+    pub setup_ms_max: Option<f64>,
+}
+
+/// One segment of a key path.
+#[derive(Debug, Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+    doc: Option<toml_edit::Document<String>>,
+}
+
+impl Checker<'_> {
+    /// An error pointing at the value (or, if absent, the closest enclosing table) of `segs`.
+    fn err(&self, segs: &[Seg<'_>], message: impl Into<String>) -> ScenarioError {
+        let span = self.doc.as_ref().and_then(|d| locate(d, segs));
+        let (line, column) = line_column(self.text, span.map(|s| s.start).unwrap_or(0));
+        ScenarioError {
+            file: self.path.to_owned(),
+            line,
+            column,
+            key: render_path(segs),
+            message: message.into(),
+        }
+    }
+}
+
+fn render_path(segs: &[Seg<'_>]) -> String {
+    let mut out = String::new();
+    for s in segs {
+        match s {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// A position inside a parsed document while following a key path.
+#[derive(Clone, Copy)]
+enum Node<'a> {
+    Table(&'a toml_edit::Table),
+    Item(&'a toml_edit::Item),
+    Value(&'a toml_edit::Value),
+}
+
+impl Node<'_> {
+    fn span(self) -> Option<Range<usize>> {
+        match self {
+            Node::Table(t) => t.span(),
+            Node::Item(i) => i.span(),
+            Node::Value(v) => v.span(),
+        }
+    }
+}
+
+/// The span of the deepest item of `segs` that exists in the document.
+fn locate(doc: &toml_edit::Document<String>, segs: &[Seg<'_>]) -> Option<Range<usize>> {
+    use toml_edit::{Item, Value};
+    let mut node = Node::Table(doc.as_table());
+    let mut best = None;
+    for seg in segs {
+        let value = match node {
+            Node::Item(Item::Value(v)) | Node::Value(v) => Some(v),
+            _ => None,
+        };
+        let next = match (node, value, seg) {
+            (Node::Table(t), _, Seg::Key(k)) | (Node::Item(Item::Table(t)), _, Seg::Key(k)) => {
+                t.get(k).map(Node::Item)
+            }
+            (Node::Item(Item::ArrayOfTables(a)), _, Seg::Index(i)) => a.get(*i).map(Node::Table),
+            (_, Some(Value::InlineTable(t)), Seg::Key(k)) => t.get(k).map(Node::Value),
+            (_, Some(Value::Array(a)), Seg::Index(i)) => a.get(*i).map(Node::Value),
+            _ => None,
+        };
+        let Some(n) = next else { break };
+        best = n.span().or(best);
+        node = n;
+    }
+    best
+}
+
+pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, ScenarioError> {
+    let c = Checker {
+        path,
+        text,
+        doc: toml_edit::Document::parse(text.to_owned()).ok(),
+    };
+
+    if raw.name.trim().is_empty() {
+        return Err(c.err(&[Seg::Key("name")], "must not be empty"));
+    }
+    let timeout_s = raw.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
+    if timeout_s == 0 || timeout_s > 3600 {
+        return Err(c.err(
+            &[Seg::Key("timeout_s")],
+            format!("must be between 1 and 3600 seconds, got {timeout_s}"),
+        ));
+    }
+    if let Some(f) = &raw.expected_failure
+        && f.trim().is_empty()
+    {
+        return Err(c.err(
+            &[Seg::Key("expected_failure")],
+            "must not be empty: name the diagnostic the scenario must fail with",
+        ));
+    }
+
+    let peers = check_peers(&c, &raw.peers)?;
+    let ids: Vec<&str> = peers.iter().map(|p| p.id.as_str()).collect();
+    let steps = check_steps(&c, &raw.steps, &ids, timeout_s)?;
+    let expectations = check_expectations(&c, &raw.expect, &ids)?;
+
+    Ok(Plan {
+        name: raw.name,
+        description: raw.description,
+        source: path.to_owned(),
+        timeout: Duration::from_secs(timeout_s),
+        expected_failure: raw.expected_failure,
+        peers,
+        steps,
+        expectations,
+    })
+}
+
+fn check_peers(c: &Checker<'_>, raw: &[PeerEntry]) -> Result<Vec<PeerPlan>, ScenarioError> {
+    if raw.is_empty() {
+        return Err(c.err(&[Seg::Key("peers")], "a scenario needs at least one peer"));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, p) in raw.iter().enumerate() {
+        let at = |k| [Seg::Key("peers"), Seg::Index(i), Seg::Key(k)];
+        if p.id.is_empty()
+            || !p
+                .id
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        {
+            return Err(c.err(
+                &at("id"),
+                format!(
+                    "peer id {:?} must be non-empty ASCII letters, digits, '-' or '_'",
+                    p.id
+                ),
+            ));
+        }
+        if !seen.insert(p.id.as_str()) {
+            return Err(c.err(&at("id"), format!("duplicate peer id {:?}", p.id)));
+        }
+        let timers = BotTimers {
+            ice_check_interval_ms: p.ice_check_interval_ms,
+            host_acceptance_wait_ms: p.host_acceptance_wait_ms,
+            srflx_acceptance_wait_ms: p.srflx_acceptance_wait_ms,
+            prflx_acceptance_wait_ms: p.prflx_acceptance_wait_ms,
+            relay_acceptance_wait_ms: p.relay_acceptance_wait_ms,
+        };
+        if p.kind != PeerKind::Bot && !timers.is_default() {
+            let key = [
+                ("ice_check_interval_ms", p.ice_check_interval_ms),
+                ("host_acceptance_wait_ms", p.host_acceptance_wait_ms),
+                ("srflx_acceptance_wait_ms", p.srflx_acceptance_wait_ms),
+                ("prflx_acceptance_wait_ms", p.prflx_acceptance_wait_ms),
+                ("relay_acceptance_wait_ms", p.relay_acceptance_wait_ms),
+            ]
+            .into_iter()
+            .find(|(_, v)| v.is_some())
+            .map(|(k, _)| k)
+            .unwrap_or("kind");
+            return Err(c.err(
+                &at(key),
+                format!(
+                    "ICE timers can only be set on kind \"bot\"; peer {:?} is {:?}",
+                    p.id,
+                    p.kind.as_str()
+                ),
+            ));
+        }
+        if p.ice_check_interval_ms == Some(0) {
+            return Err(c.err(&at("ice_check_interval_ms"), "must be at least 1 ms"));
+        }
+        out.push(PeerPlan {
+            id: p.id.clone(),
+            kind: p.kind,
+            timers,
+        });
+    }
+    Ok(out)
+}
+
+fn check_steps(
+    c: &Checker<'_>,
+    raw: &[StepEntry],
+    ids: &[&str],
+    timeout_s: u64,
+) -> Result<Vec<StepPlan>, ScenarioError> {
+    // Connections known so far: id -> (offerer, answerer, data channel); and closed peers.
+    let mut connections: Vec<(String, String, String, Option<String>)> = Vec::new();
+    let mut connected: HashMap<String, usize> = HashMap::new();
+    let mut closed: HashSet<String> = HashSet::new();
+    let mut out = Vec::new();
+
+    for (i, s) in raw.iter().enumerate() {
+        let at = |k| [Seg::Key("steps"), Seg::Index(i), Seg::Key(k)];
+        let allowed: &[&str] = match s.action {
+            Action::Connect => &["offerer", "answerer", "data_channel", "trickle"],
+            Action::Send => &["from", "channel", "messages", "bytes"],
+            Action::Wait => &["ms"],
+            Action::Close => &["peer"],
+        };
+        let present = [
+            ("offerer", s.offerer.is_some()),
+            ("answerer", s.answerer.is_some()),
+            ("data_channel", s.data_channel.is_some()),
+            ("trickle", s.trickle.is_some()),
+            ("from", s.from.is_some()),
+            ("channel", s.channel.is_some()),
+            ("messages", s.messages.is_some()),
+            ("bytes", s.bytes.is_some()),
+            ("ms", s.ms.is_some()),
+            ("peer", s.peer.is_some()),
+        ];
+        if let Some((k, _)) = present.iter().find(|(k, p)| *p && !allowed.contains(k)) {
+            return Err(c.err(
+                &at(k),
+                format!(
+                    "key `{k}` is not used by action {:?} (it takes: {})",
+                    s.action.as_str(),
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        let need_str = |k: &'static str, v: &Option<String>| -> Result<String, ScenarioError> {
+            v.clone().ok_or_else(|| {
+                c.err(
+                    &[Seg::Key("steps"), Seg::Index(i)],
+                    format!("action {:?} needs key `{k}`", s.action.as_str()),
+                )
+            })
+        };
+        let need_u64 = |k: &'static str, v: Option<u64>| -> Result<u64, ScenarioError> {
+            v.ok_or_else(|| {
+                c.err(
+                    &[Seg::Key("steps"), Seg::Index(i)],
+                    format!("action {:?} needs key `{k}`", s.action.as_str()),
+                )
+            })
+        };
+        let peer_ref = |k: &'static str, v: &str| -> Result<(), ScenarioError> {
+            if ids.contains(&v) {
+                Ok(())
+            } else {
+                Err(c.err(
+                    &at(k),
+                    format!("unknown peer id {v:?} (peers: {})", ids.join(", ")),
+                ))
+            }
+        };
+        if let Some(t) = s.timeout_ms
+            && (t == 0 || t > timeout_s * 1000)
+        {
+            return Err(c.err(
+                &at("timeout_ms"),
+                format!(
+                    "must be between 1 and the scenario's timeout_s ({timeout_s} s = {} ms)",
+                    timeout_s * 1000
+                ),
+            ));
+        }
+
+        let step = match s.action {
+            Action::Connect => {
+                let offerer = need_str("offerer", &s.offerer)?;
+                let answerer = need_str("answerer", &s.answerer)?;
+                peer_ref("offerer", &offerer)?;
+                peer_ref("answerer", &answerer)?;
+                if offerer == answerer {
+                    return Err(c.err(
+                        &at("answerer"),
+                        format!("a peer cannot connect to itself ({offerer:?})"),
+                    ));
+                }
+                for (k, p) in [("offerer", &offerer), ("answerer", &answerer)] {
+                    if let Some(prev) = connected.get(p) {
+                        return Err(c.err(
+                            &at(k),
+                            format!(
+                                "peer {p:?} is already in the connection of step {prev}; one \
+                                 connection per peer is supported so far"
+                            ),
+                        ));
+                    }
+                }
+                if let Some(label) = &s.data_channel
+                    && (label.is_empty() || label.len() > 65_535)
+                {
+                    return Err(c.err(&at("data_channel"), "label must be 1 to 65535 bytes"));
+                }
+                let connection = format!("conn{i}-{offerer}-{answerer}");
+                connected.insert(offerer.clone(), i);
+                connected.insert(answerer.clone(), i);
+                connections.push((
+                    connection.clone(),
+                    offerer.clone(),
+                    answerer.clone(),
+                    s.data_channel.clone(),
+                ));
+                Step::Connect {
+                    connection,
+                    offerer,
+                    answerer,
+                    data_channel: s.data_channel.clone(),
+                    trickle: s.trickle.unwrap_or(true),
+                }
+            }
+            Action::Send => {
+                let from = need_str("from", &s.from)?;
+                let channel = need_str("channel", &s.channel)?;
+                let messages = need_u64("messages", s.messages)?;
+                let bytes = need_u64("bytes", s.bytes)?;
+                peer_ref("from", &from)?;
+                if messages == 0 || messages > MAX_MESSAGES {
+                    return Err(c.err(
+                        &at("messages"),
+                        format!("must be between 1 and {MAX_MESSAGES}, got {messages}"),
+                    ));
+                }
+                if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(&bytes) {
+                    return Err(c.err(
+                        &at("bytes"),
+                        format!(
+                            "must be between {MIN_MESSAGE_BYTES} (the sequence-number and \
+                             checksum header) and {MAX_MESSAGE_BYTES}, got {bytes}"
+                        ),
+                    ));
+                }
+                let Some((connection, o, a, _)) = connections.iter().find(|(_, o, a, dc)| {
+                    (*o == from || *a == from) && dc.as_deref() == Some(channel.as_str())
+                }) else {
+                    return Err(c.err(
+                        &at("channel"),
+                        format!(
+                            "no earlier connect step gives peer {from:?} a data channel \
+                             {channel:?} (set `data_channel = {channel:?}` on its connect step)"
+                        ),
+                    ));
+                };
+                let to = if *o == from { a.clone() } else { o.clone() };
+                for p in [&from, &to] {
+                    if closed.contains(p) {
+                        return Err(c.err(
+                            &at("from"),
+                            format!("peer {p:?} was closed by an earlier step"),
+                        ));
+                    }
+                }
+                Step::Send {
+                    from,
+                    to,
+                    connection: connection.clone(),
+                    channel,
+                    messages,
+                    bytes,
+                }
+            }
+            Action::Wait => {
+                let ms = need_u64("ms", s.ms)?;
+                if ms > timeout_s * 1000 {
+                    return Err(c.err(
+                        &at("ms"),
+                        format!("{ms} ms is longer than the scenario's timeout_s ({timeout_s} s)"),
+                    ));
+                }
+                Step::Wait { ms }
+            }
+            Action::Close => {
+                let peer = need_str("peer", &s.peer)?;
+                peer_ref("peer", &peer)?;
+                if !connected.contains_key(&peer) {
+                    return Err(c.err(
+                        &at("peer"),
+                        format!(
+                            "peer {peer:?} has no connection to close (no earlier connect step)"
+                        ),
+                    ));
+                }
+                if !closed.insert(peer.clone()) {
+                    return Err(c.err(&at("peer"), format!("peer {peer:?} is already closed")));
+                }
+                Step::Close { peer }
+            }
+        };
+        out.push(StepPlan {
+            step,
+            timeout: s.timeout_ms.map(Duration::from_millis),
+        });
+    }
+    Ok(out)
+}
+
+fn check_expectations(
+    c: &Checker<'_>,
+    raw: &[ExpectEntry],
+    ids: &[&str],
+) -> Result<Vec<Expectation>, ScenarioError> {
+    let mut out = Vec::new();
+    for (i, e) in raw.iter().enumerate() {
+        let at = |k| [Seg::Key("expect"), Seg::Index(i), Seg::Key(k)];
+        if !ids.contains(&e.peer.as_str()) {
+            return Err(c.err(
+                &at("peer"),
+                format!("unknown peer id {:?} (peers: {})", e.peer, ids.join(", ")),
+            ));
+        }
+        let mut sequences = Vec::new();
+        for (machine, seq) in [
+            (StateMachine::Connection, &e.connection_state),
+            (StateMachine::IceConnection, &e.ice_connection_state),
+            (StateMachine::Signaling, &e.signaling_state),
+            (StateMachine::IceGathering, &e.ice_gathering_state),
+        ] {
+            let Some(seq) = seq else { continue };
+            for (j, s) in seq.iter().enumerate() {
+                if !machine.states().contains(&s.as_str()) {
+                    return Err(c.err(
+                        &[
+                            Seg::Key("expect"),
+                            Seg::Index(i),
+                            Seg::Key(machine.key()),
+                            Seg::Index(j),
+                        ],
+                        format!(
+                            "{s:?} is not a {} value (one of: {})",
+                            machine.attribute(),
+                            machine.states().join(", ")
+                        ),
+                    ));
+                }
+            }
+            if seq.first().map(String::as_str) != Some(machine.initial()) {
+                return Err(c.err(
+                    &at(machine.key()),
+                    format!(
+                        "a state sequence starts with the state at creation, {:?}",
+                        machine.initial()
+                    ),
+                ));
+            }
+            sequences.push((machine, seq.clone()));
+        }
+        let never = e.never.clone().unwrap_or_default();
+        for (j, s) in never.iter().enumerate() {
+            if !StateMachine::ALL
+                .iter()
+                .any(|m| m.states().contains(&s.as_str()))
+            {
+                return Err(c.err(
+                    &[
+                        Seg::Key("expect"),
+                        Seg::Index(i),
+                        Seg::Key("never"),
+                        Seg::Index(j),
+                    ],
+                    format!("{s:?} is not a state of any of the four state machines"),
+                ));
+            }
+        }
+        if let Some(m) = e.setup_ms_max
+            && !(m.is_finite() && m > 0.0)
+        {
+            return Err(c.err(&at("setup_ms_max"), "must be a positive number of ms"));
+        }
+        out.push(Expectation {
+            peer: e.peer.clone(),
+            sequences,
+            never,
+            received_messages: e.received_messages,
+            setup_ms_max: e.setup_ms_max,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,111 @@
+//! The harness's own HTTP server, on an ephemeral loopback port: the signaling server
+//! (`/ws`, from the `rtc-signaling` crate), the browser peer page (`/peer.html`, `/peer.js`) and
+//! the control sockets the pages connect back on (`/control/{token}`).
+
+use axum::Router;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+const PAGE_HTML: &str = "<!doctype html><meta charset=utf-8><title>rtc-harness peer</title>\
+<body>rtc-harness peer page<script src=\"/peer.js\"></script>";
+const PAGE_JS: &str = include_str!("peer/page.js");
+
+/// Hands each page's control socket to the peer that waits for it.
+#[derive(Clone, Default)]
+pub struct ControlHub {
+    waiting: Arc<Mutex<HashMap<String, oneshot::Sender<WebSocket>>>>,
+}
+
+impl ControlHub {
+    /// Registers interest in the control socket of the page opened with `token`.
+    pub fn expect(&self, token: &str) -> oneshot::Receiver<WebSocket> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut w) = self.waiting.lock() {
+            w.insert(token.to_string(), tx);
+        }
+        rx
+    }
+
+    fn take(&self, token: &str) -> Option<oneshot::Sender<WebSocket>> {
+        self.waiting.lock().ok()?.remove(token)
+    }
+}
+
+/// The running server.
+pub struct HarnessServer {
+    addr: SocketAddr,
+    hub: ControlHub,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HarnessServer {
+    /// Binds 127.0.0.1 on an ephemeral port and starts serving.
+    pub async fn start() -> std::io::Result<Self> {
+        let hub = ControlHub::default();
+        let app = Router::new()
+            .route("/peer.html", get(|| async { Html(PAGE_HTML) }))
+            .route(
+                "/peer.js",
+                get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], PAGE_JS) }),
+            )
+            .route("/control/{token}", get(control))
+            .with_state(hub.clone())
+            .merge(rtc_signaling::router(rtc_signaling::Config::default()));
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("harness server stopped: {e}");
+            }
+        });
+        Ok(Self { addr, hub, task })
+    }
+
+    /// Signaling WebSocket URL.
+    pub fn signaling_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// The peer page URL for a control token.
+    pub fn page_url(&self, token: &str) -> String {
+        format!(
+            "http://{a}/peer.html?control=ws://{a}/control/{token}",
+            a = self.addr
+        )
+    }
+
+    /// The control-socket hub.
+    pub fn hub(&self) -> ControlHub {
+        self.hub.clone()
+    }
+}
+
+impl Drop for HarnessServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn control(
+    ws: WebSocketUpgrade,
+    Path(token): Path<String>,
+    State(hub): State<ControlHub>,
+) -> Response {
+    match hub.take(&token) {
+        Some(tx) => ws.on_upgrade(move |socket| async move {
+            let _ = tx.send(socket);
+        }),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no peer waits for this control token",
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,413 @@
+//! One timeline for every peer of a scenario run.
+//!
+//! Every observation a peer makes (a state change, a candidate, a message) becomes an [`Event`]
+//! stamped with `t_ms`: milliseconds since the scenario started, on the harness's clock. Bots
+//! stamp events in-process; browser events carry the page's own
+//! `performance.timeOrigin + performance.now()` and are mapped onto the harness clock by
+//! [`crate::clock`]. Everything downstream (waits, verdicts, metrics, reports) reads this
+//! structure and nothing else.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The four W3C state machines of an `RTCPeerConnection`
+/// (W3C webrtc-pc, §4.3 "State Definitions").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StateMachine {
+    /// `RTCPeerConnectionState` (`connectionState`).
+    #[serde(rename = "connectionState")]
+    Connection,
+    /// `RTCIceConnectionState` (`iceConnectionState`).
+    #[serde(rename = "iceConnectionState")]
+    IceConnection,
+    /// `RTCSignalingState` (`signalingState`).
+    #[serde(rename = "signalingState")]
+    Signaling,
+    /// `RTCIceGatheringState` (`iceGatheringState`).
+    #[serde(rename = "iceGatheringState")]
+    IceGathering,
+}
+
+impl StateMachine {
+    /// All four, in report order.
+    pub const ALL: [StateMachine; 4] = [
+        StateMachine::Connection,
+        StateMachine::IceConnection,
+        StateMachine::Signaling,
+        StateMachine::IceGathering,
+    ];
+
+    /// The W3C attribute name, e.g. `connectionState`.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            StateMachine::Connection => "connectionState",
+            StateMachine::IceConnection => "iceConnectionState",
+            StateMachine::Signaling => "signalingState",
+            StateMachine::IceGathering => "iceGatheringState",
+        }
+    }
+
+    /// The scenario-file key, e.g. `connection_state`.
+    pub fn key(self) -> &'static str {
+        match self {
+            StateMachine::Connection => "connection_state",
+            StateMachine::IceConnection => "ice_connection_state",
+            StateMachine::Signaling => "signaling_state",
+            StateMachine::IceGathering => "ice_gathering_state",
+        }
+    }
+
+    /// The enumeration values the spec defines for this machine.
+    pub fn states(self) -> &'static [&'static str] {
+        match self {
+            StateMachine::Connection => &[
+                "new",
+                "connecting",
+                "connected",
+                "disconnected",
+                "failed",
+                "closed",
+            ],
+            StateMachine::IceConnection => &[
+                "new",
+                "checking",
+                "connected",
+                "completed",
+                "disconnected",
+                "failed",
+                "closed",
+            ],
+            StateMachine::Signaling => &[
+                "stable",
+                "have-local-offer",
+                "have-remote-offer",
+                "have-local-pranswer",
+                "have-remote-pranswer",
+                "closed",
+            ],
+            StateMachine::IceGathering => &["new", "gathering", "complete"],
+        }
+    }
+
+    /// The value at construction of an `RTCPeerConnection`.
+    pub fn initial(self) -> &'static str {
+        self.states()[0]
+    }
+}
+
+impl fmt::Display for StateMachine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.attribute())
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum EventKind {
+    /// One of the four state machines took a value (the value at creation included).
+    State {
+        /// Which machine.
+        machine: StateMachine,
+        /// The W3C enumeration value, e.g. `have-local-offer`.
+        state: String,
+    },
+    /// The offerer called `createOffer()`.
+    CreateOffer,
+    /// The offerer finished `setRemoteDescription(answer)`.
+    AnswerApplied,
+    /// The answerer finished `setRemoteDescription(offer)`.
+    OfferApplied,
+    /// An `icecandidate` event with a candidate (RFC 8839 candidate-attribute).
+    LocalCandidate {
+        /// `host`, `srflx`, `prflx` or `relay`.
+        candidate_type: String,
+        /// The candidate line.
+        candidate: String,
+    },
+    /// A remote candidate handed to `addIceCandidate()`.
+    RemoteCandidate {
+        /// `host`, `srflx`, `prflx` or `relay`.
+        candidate_type: String,
+        /// The candidate line.
+        candidate: String,
+    },
+    /// A data channel reached `open` on this peer.
+    DataChannelOpen {
+        /// Channel label.
+        label: String,
+    },
+    /// This peer finished handing `count` messages to `send()`.
+    MessagesSent {
+        /// Channel label.
+        label: String,
+        /// How many messages.
+        count: u64,
+    },
+    /// A data-channel message arrived and was checked.
+    MessageReceived {
+        /// Channel label.
+        label: String,
+        /// Sequence number carried by the message (`-1` when unreadable).
+        seq: i64,
+        /// Length and checksum are right.
+        intact: bool,
+        /// The sequence number is the next one expected.
+        in_order: bool,
+    },
+    /// `close()` was called on the connection.
+    Closed,
+    /// Something went wrong inside the peer (an API call rejected, a signaling error).
+    Error {
+        /// What the peer reported.
+        message: String,
+    },
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventKind::State { machine, state } => write!(f, "{machine} {state}"),
+            EventKind::CreateOffer => f.write_str("createOffer"),
+            EventKind::AnswerApplied => f.write_str("answer applied"),
+            EventKind::OfferApplied => f.write_str("offer applied"),
+            EventKind::LocalCandidate {
+                candidate_type,
+                candidate,
+            } => write!(f, "local candidate {candidate_type} ({candidate})"),
+            EventKind::RemoteCandidate {
+                candidate_type,
+                candidate,
+            } => write!(f, "remote candidate {candidate_type} ({candidate})"),
+            EventKind::DataChannelOpen { label } => write!(f, "data channel '{label}' open"),
+            EventKind::MessagesSent { label, count } => {
+                write!(f, "sent {count} messages on '{label}'")
+            }
+            EventKind::MessageReceived {
+                label,
+                seq,
+                intact,
+                in_order,
+            } => write!(
+                f,
+                "message #{seq} on '{label}'{}{}",
+                if *intact { "" } else { " CORRUPT" },
+                if *in_order { "" } else { " OUT OF ORDER" }
+            ),
+            EventKind::Closed => f.write_str("close()"),
+            EventKind::Error { message } => write!(f, "error: {message}"),
+        }
+    }
+}
+
+/// One observation, placed on the scenario's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Milliseconds since the scenario started (harness clock).
+    pub t_ms: f64,
+    /// Peer id from the scenario file.
+    pub peer: String,
+    /// The connection the event belongs to (one per `connect` step).
+    pub connection: String,
+    /// What happened.
+    pub event: EventKind,
+}
+
+/// All events of one scenario run, kept in time order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Timeline {
+    events: Vec<Event>,
+}
+
+impl Timeline {
+    /// An empty timeline.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an event, keeping time order (events from different clocks can arrive late).
+    pub fn push(&mut self, event: Event) {
+        let at = self.events.partition_point(|e| e.t_ms <= event.t_ms);
+        self.events.insert(at, event);
+    }
+
+    /// All events in time order.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// The events at or before `t_ms`.
+    pub fn until(&self, t_ms: f64) -> Timeline {
+        Timeline {
+            events: self
+                .events
+                .iter()
+                .filter(|e| e.t_ms <= t_ms)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// One peer's events.
+    pub fn of_peer<'a>(&'a self, peer: &str) -> impl Iterator<Item = &'a Event> + 'a {
+        let peer = peer.to_owned();
+        self.events.iter().filter(move |e| e.peer == peer)
+    }
+
+    /// The values one state machine of one peer went through, with their times; a value equal
+    /// to the one before it is not a transition and is dropped.
+    pub fn states(&self, peer: &str, machine: StateMachine) -> Vec<(f64, &str)> {
+        let mut out: Vec<(f64, &str)> = Vec::new();
+        for e in self.of_peer(peer) {
+            if let EventKind::State { machine: m, state } = &e.event
+                && *m == machine
+                && out.last().map(|(_, s)| *s) != Some(state.as_str())
+            {
+                out.push((e.t_ms, state.as_str()));
+            }
+        }
+        out
+    }
+
+    /// The current value of one state machine of a peer (the initial value if none was seen).
+    pub fn current_state(&self, peer: &str, machine: StateMachine) -> Option<&str> {
+        self.states(peer, machine).last().map(|(_, s)| *s)
+    }
+
+    /// Time of the first event of `peer` matching `pred`.
+    pub fn first_time(&self, peer: &str, pred: impl Fn(&EventKind) -> bool) -> Option<f64> {
+        self.of_peer(peer).find(|e| pred(&e.event)).map(|e| e.t_ms)
+    }
+
+    /// Time at which a peer's state machine first took `state`.
+    pub fn first_state_time(&self, peer: &str, machine: StateMachine, state: &str) -> Option<f64> {
+        self.first_time(
+            peer,
+            |k| matches!(k, EventKind::State { machine: m, state: s } if *m == machine && s == state),
+        )
+    }
+
+    /// Time of the first event in `connection`, any peer, matching `pred`.
+    pub fn first_in_connection(
+        &self,
+        connection: &str,
+        pred: impl Fn(&EventKind) -> bool,
+    ) -> Option<f64> {
+        self.events
+            .iter()
+            .find(|e| e.connection == connection && pred(&e.event))
+            .map(|e| e.t_ms)
+    }
+
+    /// Messages received by `peer` (all of them, intact or not).
+    pub fn messages_received(&self, peer: &str, label: Option<&str>) -> Vec<&Event> {
+        self.of_peer(peer)
+            .filter(|e| match &e.event {
+                EventKind::MessageReceived { label: l, .. } => label.is_none_or(|want| want == l),
+                _ => false,
+            })
+            .collect()
+    }
+
+    /// Intact, in-order messages received by `peer`.
+    pub fn intact_in_order_received(&self, peer: &str) -> u64 {
+        self.of_peer(peer)
+            .filter(|e| {
+                matches!(
+                    e.event,
+                    EventKind::MessageReceived {
+                        intact: true,
+                        in_order: true,
+                        ..
+                    }
+                )
+            })
+            .count() as u64
+    }
+
+    /// The last `n` events of a peer, for diagnoses.
+    pub fn last_of_peer(&self, peer: &str, n: usize) -> Vec<&Event> {
+        let all: Vec<&Event> = self.of_peer(peer).collect();
+        all[all.len().saturating_sub(n)..].to_vec()
+    }
+
+    /// A peer's timeline as text lines, `+12.3 ms  connectionState connected`.
+    pub fn render_peer(&self, peer: &str) -> String {
+        let mut out = String::new();
+        for e in self.of_peer(peer) {
+            out.push_str(&format!("    {:>9.1} ms  {}\n", e.t_ms, e.event));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(t: f64, peer: &str, kind: EventKind) -> Event {
+        Event {
+            t_ms: t,
+            peer: peer.into(),
+            connection: "c".into(),
+            event: kind,
+        }
+    }
+
+    fn st(machine: StateMachine, s: &str) -> EventKind {
+        EventKind::State {
+            machine,
+            state: s.into(),
+        }
+    }
+
+    #[test]
+    fn push_keeps_time_order_for_late_events() {
+        let mut t = Timeline::new();
+        t.push(ev(5.0, "a", EventKind::CreateOffer));
+        t.push(ev(1.0, "b", EventKind::Closed));
+        t.push(ev(3.0, "a", EventKind::AnswerApplied));
+        let times: Vec<f64> = t.events().iter().map(|e| e.t_ms).collect();
+        assert_eq!(times, vec![1.0, 3.0, 5.0]);
+    }
+
+    #[test]
+    fn states_drop_repeats_and_other_peers() {
+        let mut t = Timeline::new();
+        t.push(ev(0.0, "a", st(StateMachine::Connection, "new")));
+        t.push(ev(1.0, "a", st(StateMachine::Connection, "new")));
+        t.push(ev(2.0, "b", st(StateMachine::Connection, "connecting")));
+        t.push(ev(3.0, "a", st(StateMachine::Signaling, "stable")));
+        t.push(ev(4.0, "a", st(StateMachine::Connection, "connecting")));
+        let s: Vec<&str> = t
+            .states("a", StateMachine::Connection)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        assert_eq!(s, vec!["new", "connecting"]);
+        assert_eq!(
+            t.current_state("b", StateMachine::Connection),
+            Some("connecting")
+        );
+        assert_eq!(t.current_state("b", StateMachine::Signaling), None);
+    }
+
+    #[test]
+    fn until_cuts_at_the_end_of_steps() {
+        let mut t = Timeline::new();
+        t.push(ev(1.0, "a", st(StateMachine::Connection, "connected")));
+        t.push(ev(9.0, "a", st(StateMachine::Connection, "closed")));
+        assert_eq!(t.until(5.0).events().len(), 1);
+    }
+
+    #[test]
+    fn event_json_shape_is_stable() {
+        let e = ev(1.5, "a", st(StateMachine::IceConnection, "checking"));
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"t_ms": 1.5, "peer": "a", "connection": "c",
+                "event": {"type": "state", "machine": "iceConnectionState", "state": "checking"}})
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! Whether a run met its expectations: pure functions over the timeline and metrics.
+
+use crate::metrics::PeerMetrics;
+use crate::scenario::Expectation;
+use crate::timeline::{StateMachine, Timeline};
+use serde::Serialize;
+use std::fmt;
+
+/// One expectation that did not hold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failure {
+    /// The peer.
+    pub peer: String,
+    /// The scenario key, e.g. `connection_state`.
+    pub key: String,
+    /// What the file asked for.
+    pub expected: String,
+    /// What happened.
+    pub observed: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "peer {}: {}: expected {}, observed {}",
+            self.peer, self.key, self.expected, self.observed
+        )
+    }
+}
+
+fn list<S: AsRef<str>>(v: &[S]) -> String {
+    let items: Vec<&str> = v.iter().map(|s| s.as_ref()).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// Checks one expectation against a timeline that ends at the end of the last step.
+pub fn check(exp: &Expectation, timeline: &Timeline, metrics: &PeerMetrics) -> Vec<Failure> {
+    let mut out = Vec::new();
+    let fail = |key: &str, expected: String, observed: String| Failure {
+        peer: exp.peer.clone(),
+        key: key.to_string(),
+        expected,
+        observed,
+    };
+    for (machine, want) in &exp.sequences {
+        let got: Vec<&str> = timeline
+            .states(&exp.peer, *machine)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        if got != *want {
+            out.push(fail(machine.key(), list(want), list(&got)));
+        }
+    }
+    for bad in &exp.never {
+        for machine in StateMachine::ALL {
+            if let Some((t, _)) = timeline
+                .states(&exp.peer, machine)
+                .into_iter()
+                .find(|(_, s)| s == bad)
+            {
+                out.push(fail(
+                    "never",
+                    format!("no {machine} {bad:?}"),
+                    format!("{machine} {bad:?} at {t:.1} ms"),
+                ));
+            }
+        }
+    }
+    if let Some(n) = exp.received_messages {
+        let got = timeline.intact_in_order_received(&exp.peer);
+        if got != n {
+            let all = timeline.messages_received(&exp.peer, None).len();
+            out.push(fail(
+                "received_messages",
+                format!("{n} intact in-order messages"),
+                format!("{got} intact in-order (of {all} received)"),
+            ));
+        }
+    }
+    if let Some(max) = exp.setup_ms_max {
+        match metrics.setup_ms {
+            Some(v) if v <= max => {}
+            Some(v) => out.push(fail(
+                "setup_ms_max",
+                format!("setup_ms <= {max}"),
+                format!("{v:.1} ms"),
+            )),
+            None => out.push(fail(
+                "setup_ms_max",
+                format!("setup_ms <= {max}"),
+                "never connected".to_string(),
+            )),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeline::{Event, EventKind};
+
+    fn timeline(states: &[(&str, StateMachine, &str)]) -> Timeline {
+        let mut t = Timeline::new();
+        for (i, (peer, m, s)) in states.iter().enumerate() {
+            t.push(Event {
+                t_ms: i as f64,
+                peer: peer.to_string(),
+                connection: "c".into(),
+                event: EventKind::State {
+                    machine: *m,
+                    state: s.to_string(),
+                },
+            });
+        }
+        t
+    }
+
+    fn exp(seq: &[&str]) -> Expectation {
+        Expectation {
+            peer: "a".into(),
+            sequences: vec![(
+                StateMachine::Connection,
+                seq.iter().map(|s| s.to_string()).collect(),
+            )],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn exact_sequence_passes_and_any_difference_fails() {
+        use StateMachine::Connection as C;
+        let t = timeline(&[
+            ("a", C, "new"),
+            ("b", C, "new"),
+            ("a", C, "connecting"),
+            ("a", C, "connected"),
+        ]);
+        let m = PeerMetrics::default();
+        assert!(check(&exp(&["new", "connecting", "connected"]), &t, &m).is_empty());
+        // Prefix, extra and reordered sequences all fail.
+        for bad in [
+            &["new", "connecting"][..],
+            &["new", "connecting", "connected", "closed"][..],
+            &["new", "connected", "connecting"][..],
+        ] {
+            let f = check(&exp(bad), &t, &m);
+            assert_eq!(f.len(), 1, "{bad:?}");
+            assert_eq!(f[0].observed, "[new, connecting, connected]");
+        }
+    }
+
+    #[test]
+    fn never_finds_states_in_any_machine() {
+        use StateMachine::*;
+        let t = timeline(&[("a", IceConnection, "new"), ("a", IceConnection, "failed")]);
+        let e = Expectation {
+            peer: "a".into(),
+            never: vec!["failed".into()],
+            ..Default::default()
+        };
+        let f = check(&e, &t, &PeerMetrics::default());
+        assert_eq!(f.len(), 1);
+        assert!(f[0].observed.contains("iceConnectionState \"failed\""));
+    }
+
+    #[test]
+    fn setup_bound_and_message_count() {
+        let mut t = Timeline::new();
+        for (seq, intact, in_order) in [(0, true, true), (1, false, true), (3, true, false)] {
+            t.push(Event {
+                t_ms: 1.0,
+                peer: "a".into(),
+                connection: "c".into(),
+                event: EventKind::MessageReceived {
+                    label: "x".into(),
+                    seq,
+                    intact,
+                    in_order,
+                },
+            });
+        }
+        let e = Expectation {
+            peer: "a".into(),
+            received_messages: Some(3),
+            setup_ms_max: Some(100.0),
+            ..Default::default()
+        };
+        let m = PeerMetrics {
+            setup_ms: Some(150.0),
+            ..Default::default()
+        };
+        let f = check(&e, &t, &m);
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].observed, "1 intact in-order (of 3 received)");
+        assert_eq!(f[1].observed, "150.0 ms");
+        let ok = PeerMetrics {
+            setup_ms: Some(100.0),
+            ..Default::default()
+        };
+        assert_eq!(check(&e, &t, &ok).len(), 1);
+    }
+}
