@@ -29,6 +29,7 @@
 //! action = "connect"
 //! offerer = "a"
 //! answerer = "b"
+//! data_channel = "chat"
 //! "#).unwrap();
 //! assert_eq!(plan.steps.len(), 1);
 //! ```

@@ -1,1 +1,89 @@
-fn main() {}
+//! Every file in `scenarios/` is one test; files in `scenarios/must-fail/` must carry an
+//! `expected_failure` and pass only by failing with it.
+//!
+//! Browser scenarios need Chromium and chromedriver. Without them the test is reported as
+//! ignored, with the reason printed, unless `CI=true`: then a missing browser fails the test.
+//! Tests run one at a time (browsers and timing figures do not share 2 cores well).
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use rtc_harness::engine::Verdict;
+use rtc_harness::report;
+use rtc_harness::runner::{Harness, Options};
+use rtc_harness::scenario;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+struct Shared {
+    rt: tokio::runtime::Runtime,
+    harness: Harness,
+}
+
+fn shared() -> &'static Shared {
+    static S: OnceLock<Shared> = OnceLock::new();
+    S.get_or_init(|| {
+        let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+        let harness = rt
+            .block_on(Harness::start(Options::default()))
+            .expect("harness server");
+        Shared { rt, harness }
+    })
+}
+
+fn main() {
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(1);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let files = scenario::discover(&[root.clone()]).expect("scenarios/ is readable");
+    assert!(!files.is_empty(), "no scenario files under {}", root.display());
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let trials = files
+        .into_iter()
+        .map(|file| trial(&root, file, ci))
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn trial(root: &Path, file: PathBuf, ci: bool) -> Trial {
+    let name = file
+        .strip_prefix(root)
+        .unwrap_or(&file)
+        .display()
+        .to_string();
+    let must_fail = file.parent().is_some_and(|p| p.ends_with("must-fail"));
+    // Decide about skipping before running: a plan that cannot load fails its test.
+    let skip = scenario::load(&file)
+        .ok()
+        .and_then(|plan| shared().harness.engine.check_kinds(&plan).err());
+    let ignored = match &skip {
+        Some(reason) if !ci => {
+            eprintln!("skipping {name}: {reason}");
+            true
+        }
+        _ => false,
+    };
+    let file = Arc::new(file);
+    Trial::test(name, move || run_one(&file, must_fail)).with_ignored_flag(ignored)
+}
+
+fn run_one(file: &Path, must_fail: bool) -> Result<(), Failed> {
+    let plan = scenario::load(file).map_err(|e| Failed::from(e.to_string()))?;
+    if must_fail && plan.expected_failure.is_none() {
+        return Err("a must-fail scenario needs `expected_failure` naming its diagnostic".into());
+    }
+    if !must_fail && plan.expected_failure.is_some() {
+        return Err("only scenarios under must-fail/ may set `expected_failure`".into());
+    }
+    let s = shared();
+    s.harness
+        .engine
+        .check_kinds(&plan)
+        .map_err(|e| Failed::from(format!("{e} (CI=true: a missing browser is a failure)")))?;
+    let r = s.rt.block_on(s.harness.engine.run(&plan, 1, &|_, _| {}));
+    match r.verdict {
+        Verdict::Pass => {
+            print!("{}", report::render_run(&r));
+            Ok(())
+        }
+        _ => Err(report::render_run(&r).into()),
+    }
+}

@@ -212,14 +212,13 @@ impl Server {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(mut task) = self.task.take() {
-            if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
                 .await
                 .is_err()
-            {
-                warn!("signaling server did not stop in time, aborting it");
-                task.abort();
-            }
+        {
+            warn!("signaling server did not stop in time, aborting it");
+            task.abort();
         }
         info!(local_addr = %self.local_addr, "signaling server stopped");
     }

@@ -224,23 +224,20 @@ fn arb_json() -> impl Strategy<Value = Value> {
     })
 }
 
-/// Objects close to real messages: a plausible `type` and plausible fields.
-fn near_valid() -> impl Strategy<Value = Value> {
-    let kind = prop_oneof![
-        6 => prop::sample::select(vec!["join", "offer", "answer", "candidate", "leave"])
-            .prop_map(|s| json!(s)),
-        1 => prop::sample::select(vec!["joined", "ready", "peer-left", "error", "Offer", "JOIN", ""])
-            .prop_map(|s| json!(s)),
-        1 => arb_json(),
-    ];
-    let value = prop_oneof![
+/// A plausible field value, including the id placeholders.
+fn field_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
         3 => "[a-z0-9 =:]{0,12}".prop_map(Value::String),
         2 => prop::sample::select(vec![PARTNER, SELF, "p1", "p999999"]).prop_map(|s| json!(s)),
         1 => Just(Value::Null),
         1 => Just(json!({"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0", "sdpMLineIndex": 0})),
         1 => arb_json(),
-    ];
-    let key = prop::sample::select(vec![
+    ]
+}
+
+fn field_key() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "type",
         "room",
         "sdp",
         "to",
@@ -249,10 +246,45 @@ fn near_valid() -> impl Strategy<Value = Value> {
         "peer_id",
         "peers",
         "extra",
+    ])
+}
+
+/// A valid client message, as JSON; `to` may name the partner, the sender
+/// itself or nobody.
+fn valid_message() -> impl Strategy<Value = Value> {
+    let to = prop::option::of(
+        prop::sample::select(vec![PARTNER, PARTNER, SELF, "p999999"]).prop_map(String::from),
+    );
+    let text = "[ -~]{0,24}";
+    let candidate = prop::option::of(prop_oneof![
+        Just(json!({"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0"})),
+        Just(json!({})),
+        prop::collection::vec(("[a-zA-Z]{1,8}", arb_json()), 0..4)
+            .prop_map(|entries| Value::Object(entries.into_iter().collect::<Map<_, _>>())),
     ]);
-    (
+    let message = prop_oneof![
+        text.prop_map(|room| ClientMessage::Join { room }),
+        (text, to.clone()).prop_map(|(sdp, to)| ClientMessage::Offer { sdp, to }),
+        (text, to.clone()).prop_map(|(sdp, to)| ClientMessage::Answer { sdp, to }),
+        (candidate, to).prop_map(|(candidate, to)| ClientMessage::Candidate { candidate, to }),
+        Just(ClientMessage::Leave),
+    ];
+    message.prop_map(|msg| serde_json::to_value(msg).expect("encodable"))
+}
+
+/// Objects close to real messages: valid ones with a few fields removed or
+/// replaced, and objects of plausible fields with a plausible `type`.
+fn near_valid() -> impl Strategy<Value = Value> {
+    let kind = prop_oneof![
+        6 => prop::sample::select(vec!["join", "offer", "answer", "candidate", "leave"])
+            .prop_map(|s| json!(s)),
+        1 => prop::sample::select(vec!["joined", "ready", "peer-left", "error", "Offer", "JOIN", ""])
+            .prop_map(|s| json!(s)),
+        1 => arb_json(),
+    ];
+    let assembled = (
         prop::option::weighted(0.9, kind),
-        prop::collection::vec((key, value), 0..5),
+        prop::collection::vec((field_key(), field_value()), 0..5),
     )
         .prop_map(|(kind, fields)| {
             let mut object = Map::new();
@@ -263,7 +295,21 @@ fn near_valid() -> impl Strategy<Value = Value> {
                 object.insert(key.into(), value);
             }
             Value::Object(object)
-        })
+        });
+    // `None` removes the key, `Some` sets it.
+    let edits = prop::collection::vec((field_key(), prop::option::of(field_value())), 0..3);
+    let mutated = (valid_message(), edits).prop_map(|(mut message, edits)| {
+        if let Value::Object(object) = &mut message {
+            for (key, value) in edits {
+                match value {
+                    Some(value) => object.insert(key.into(), value),
+                    None => object.remove(key),
+                };
+            }
+        }
+        message
+    });
+    prop_oneof![1 => assembled, 2 => mutated]
 }
 
 /// Text that is sometimes just over the size limit.

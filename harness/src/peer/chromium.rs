@@ -159,7 +159,9 @@ impl Launcher for ChromiumLauncher {
             .arg("--allowed-ips=127.0.0.1");
         let mut group = ProcessGroup::spawn(cmd, "chromedriver", &log)
             .map_err(|e| PeerError::failed(format!("starting {}: {e}", driver_path.display())))?;
+        let started = Instant::now();
         wait_for_port(port, &mut group, &log).await?;
+        tracing::debug!(peer = %plan.id, "chromedriver listening after {:?}", started.elapsed());
         let driver_version = program_version(&driver_path).await;
 
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|s| s.to_string()).collect();
@@ -186,6 +188,7 @@ impl Launcher for ChromiumLauncher {
                 log.display()
             ))
         })?;
+        tracing::debug!(peer = %plan.id, "WebDriver session after {:?}", started.elapsed());
         let browser_version = client
             .capabilities()
             .and_then(|c| {
@@ -227,9 +230,11 @@ impl Launcher for ChromiumLauncher {
             .await
             .map_err(|_| PeerError::Timeout("peer page control socket".into()))?
             .map_err(|_| PeerError::failed("control socket dropped"))?;
+        tracing::debug!(peer = %plan.id, "page connected after {:?}", started.elapsed());
         let control = Control::start(socket, sink, peer.offset.clone());
         control.wait_hello().await?;
         let offset = control.sync_clock().await?;
+        tracing::debug!(peer = %plan.id, "ready after {:?}, clock offset {offset:?}", started.elapsed());
         if let Ok(mut o) = peer.offset.lock() {
             *o = Some(offset);
         }
@@ -352,9 +357,11 @@ impl Peer for ChromiumPeer {
         if let Some(c) = &self.control {
             c.stop();
         }
+        let started = Instant::now();
         if let Some(client) = self.client.lock().await.take() {
             let _ = tokio::time::timeout(CLOSE_DEADLINE, client.close()).await;
         }
+        tracing::debug!(peer = %self.id, "session closed after {:?}", started.elapsed());
         if let Ok(mut g) = self.group.lock()
             && let Some(mut g) = g.take()
         {

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 /// A scenario file that cannot be used, with where and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{}:{line}:{column}: key `{key}`: {message}", file.display())]
+#[error("{}:{line}:{column}: {}{message}", file.display(), key_prefix(key))]
 pub struct ScenarioError {
     /// The file.
     pub file: PathBuf,
@@ -44,6 +44,14 @@ pub struct ScenarioError {
     pub key: String,
     /// What is wrong.
     pub message: String,
+}
+
+fn key_prefix(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!("key `{key}`: ")
+    }
 }
 
 /// Why a scenario could not be loaded.

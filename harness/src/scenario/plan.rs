@@ -466,10 +466,20 @@ fn check_steps(
                         ));
                     }
                 }
-                if let Some(label) = &s.data_channel
-                    && (label.is_empty() || label.len() > 65_535)
-                {
-                    return Err(c.err(&at("data_channel"), "label must be 1 to 65535 bytes"));
+                match &s.data_channel {
+                    Some(label) if label.is_empty() || label.len() > 65_535 => {
+                        return Err(c.err(&at("data_channel"), "label must be 1 to 65535 bytes"));
+                    }
+                    Some(_) => {}
+                    // An offer with no data channel and no media has no m= section, so no ICE
+                    // transport: nothing could ever connect.
+                    None => {
+                        return Err(c.err(
+                            &[Seg::Key("steps"), Seg::Index(i)],
+                            "a connect step needs something to negotiate: set `data_channel` \
+                             (an offer without any m= section has no ICE transport)",
+                        ));
+                    }
                 }
                 let connection = format!("conn{i}-{offerer}-{answerer}");
                 connected.insert(offerer.clone(), i);

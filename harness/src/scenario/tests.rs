@@ -1,1 +1,87 @@
+use super::*;
 
+/// The example scenario of the foundation issue, verbatim.
+const ISSUE_EXAMPLE: &str = include_str!("../../../scenarios/bot-offers-chromium.toml");
+
+#[test]
+fn the_issue_example_parses_into_the_expected_plan() {
+    let plan = parse(Path::new("s.toml"), ISSUE_EXAMPLE).unwrap();
+    assert_eq!(plan.timeout, std::time::Duration::from_secs(30));
+    assert_eq!(plan.peers.len(), 2);
+    assert_eq!(plan.peers[1].kind, PeerKind::Chromium);
+    assert_eq!(plan.steps.len(), 3);
+    match &plan.steps[2].step {
+        Step::Send {
+            from, to, messages, bytes, ..
+        } => assert_eq!((from.as_str(), to.as_str(), *messages, *bytes), ("chrome", "bot", 20, 1024)),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(&plan.steps[0].step, Step::Connect { trickle: true, .. }));
+    assert_eq!(plan.expectations[0].setup_ms_max, Some(5000.0));
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    assert_eq!(line_column("ab\ncé x", 7), (2, 4));
+    assert_eq!(line_column("", 0), (1, 1));
+}
+
+#[test]
+fn a_peer_in_two_connections_is_rejected_for_now() {
+    let text = r#"
+name = "mesh"
+[[peers]]
+id = "a"
+kind = "bot"
+[[peers]]
+id = "b"
+kind = "bot"
+[[peers]]
+id = "c"
+kind = "bot"
+[[steps]]
+action = "connect"
+offerer = "a"
+answerer = "b"
+data_channel = "x"
+[[steps]]
+action = "connect"
+offerer = "a"
+answerer = "c"
+data_channel = "x"
+"#;
+    let e = parse(Path::new("m.toml"), text).unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (19, "steps[1].offerer"));
+}
+
+#[test]
+fn independent_pairs_are_fine() {
+    let text = r#"
+name = "two pairs"
+[[peers]]
+id = "a"
+kind = "bot"
+[[peers]]
+id = "b"
+kind = "bot"
+[[peers]]
+id = "c"
+kind = "bot"
+[[peers]]
+id = "d"
+kind = "bot"
+[[steps]]
+action = "connect"
+offerer = "a"
+answerer = "b"
+data_channel = "x"
+[[steps]]
+action = "connect"
+offerer = "d"
+answerer = "c"
+data_channel = "y"
+trickle = false
+"#;
+    let plan = parse(Path::new("p.toml"), text).unwrap();
+    assert!(matches!(&plan.steps[1].step, Step::Connect { trickle: false, offerer, .. } if offerer == "d"));
+}
