@@ -1,7 +1,6 @@
 //! Invalid scenario files: each must be rejected with an error naming file, line, column and
 //! key. One insta snapshot per file in `tests/bad-scenarios/`.
 
-
 #[test]
 fn bad_scenarios_are_rejected_with_location_and_key() {
     insta::glob!("bad-scenarios/*.toml", |path| {

@@ -33,8 +33,12 @@ fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-    let files = scenario::discover(&[root.clone()]).expect("scenarios/ is readable");
-    assert!(!files.is_empty(), "no scenario files under {}", root.display());
+    let files = scenario::discover(std::slice::from_ref(&root)).expect("scenarios/ is readable");
+    assert!(
+        !files.is_empty(),
+        "no scenario files under {}",
+        root.display()
+    );
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let trials = files
         .into_iter()

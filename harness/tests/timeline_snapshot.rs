@@ -13,7 +13,12 @@ async fn bot_to_bot_timeline() {
     let plan = rtc_harness::scenario::load(&file).unwrap();
     let harness = Harness::start(Options::default()).await.unwrap();
     let r = harness.engine.run(&plan, 1, &|_, _| {}).await;
-    assert_eq!(r.verdict, rtc_harness::engine::Verdict::Pass, "{:?}", r.reason);
+    assert_eq!(
+        r.verdict,
+        rtc_harness::engine::Verdict::Pass,
+        "{:?}",
+        r.reason
+    );
     let t = r.timeline.until(r.end_of_steps_ms);
     let mut out = String::new();
     for peer in ["alice", "bob"] {
@@ -28,8 +33,12 @@ async fn bot_to_bot_timeline() {
                 EventKind::CreateOffer => Some("createOffer".to_string()),
                 EventKind::OfferApplied => Some("offer applied".into()),
                 EventKind::AnswerApplied => Some("answer applied".into()),
-                EventKind::DataChannelOpen { label } => Some(format!("data channel '{label}' open")),
-                EventKind::MessagesSent { label, count } => Some(format!("sent {count} on '{label}'")),
+                EventKind::DataChannelOpen { label } => {
+                    Some(format!("data channel '{label}' open"))
+                }
+                EventKind::MessagesSent { label, count } => {
+                    Some(format!("sent {count} on '{label}'"))
+                }
                 _ => None,
             })
             .collect();

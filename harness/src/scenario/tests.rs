@@ -12,11 +12,21 @@ fn the_issue_example_parses_into_the_expected_plan() {
     assert_eq!(plan.steps.len(), 3);
     match &plan.steps[2].step {
         Step::Send {
-            from, to, messages, bytes, ..
-        } => assert_eq!((from.as_str(), to.as_str(), *messages, *bytes), ("chrome", "bot", 20, 1024)),
+            from,
+            to,
+            messages,
+            bytes,
+            ..
+        } => assert_eq!(
+            (from.as_str(), to.as_str(), *messages, *bytes),
+            ("chrome", "bot", 20, 1024)
+        ),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(&plan.steps[0].step, Step::Connect { trickle: true, .. }));
+    assert!(matches!(
+        &plan.steps[0].step,
+        Step::Connect { trickle: true, .. }
+    ));
     assert_eq!(plan.expectations[0].setup_ms_max, Some(5000.0));
 }
 
@@ -83,5 +93,7 @@ data_channel = "y"
 trickle = false
 "#;
     let plan = parse(Path::new("p.toml"), text).unwrap();
-    assert!(matches!(&plan.steps[1].step, Step::Connect { trickle: false, offerer, .. } if offerer == "d"));
+    assert!(
+        matches!(&plan.steps[1].step, Step::Connect { trickle: false, offerer, .. } if offerer == "d")
+    );
 }
