@@ -223,6 +223,13 @@ async fn run(args: RunArgs) -> ExitCode {
         print!("{}", report::render_summaries(&summaries));
     }
     let totals = report::totals(&results);
+    let peak = report::peak_rss_kib();
+    if let Some(kib) = peak {
+        eprintln!(
+            "harness peak RSS: {:.1} MiB (browsers not included)",
+            kib as f64 / 1024.0
+        );
+    }
     println!(
         "\n{} passed, {} failed, {} setup errors",
         totals.passed, totals.failed, totals.setup_errors
@@ -233,6 +240,7 @@ async fn run(args: RunArgs) -> ExitCode {
             runs: &results,
             summaries,
             totals,
+            peak_rss_kib: peak,
         };
         let written = serde_json::to_vec_pretty(&doc)
             .map_err(|e| e.to_string())

@@ -33,6 +33,16 @@ pub struct JsonReport<'a> {
     pub summaries: Vec<MetricSummary>,
     /// Counts.
     pub totals: Totals,
+    /// Peak resident set size of the harness process (`VmHWM`), KiB; browsers are separate
+    /// processes and not included.
+    pub peak_rss_kib: Option<u64>,
+}
+
+/// Peak resident set size of this process (`VmHWM` in `/proc/self/status`), KiB.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Pass/fail counts.
