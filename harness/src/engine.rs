@@ -201,20 +201,23 @@ impl Engine {
                 Some(t) => (Instant::now() + t).min(scenario_deadline),
                 None => scenario_deadline,
             };
+            let limit = if deadline == scenario_deadline {
+                format!("the scenario's timeout_s = {}", plan.timeout.as_secs())
+            } else {
+                format!(
+                    "its timeout_ms = {}",
+                    sp.timeout.map(|t| t.as_millis()).unwrap_or(0)
+                )
+            };
+            let bound = Deadline {
+                at: deadline,
+                what: &limit,
+            };
             let r = self
-                .step(&sp.step, &peers, deadline, &mut rx, &mut timeline, origin)
+                .step(&sp.step, &peers, bound, &mut rx, &mut timeline, origin)
                 .await;
             if let Err(e) = r {
-                let limit = if deadline == scenario_deadline {
-                    format!("the scenario's timeout_s = {}", plan.timeout.as_secs())
-                } else {
-                    format!(
-                        "its timeout_ms = {}",
-                        sp.timeout.map(|t| t.as_millis()).unwrap_or(0)
-                    )
-                };
-                step_error =
-                    Some(format!("step {} ({desc}) failed: {e}", i + 1).replace("{limit}", &limit));
+                step_error = Some(format!("step {} ({desc}) failed: {e}", i + 1));
                 break;
             }
             result.steps_completed += 1;
@@ -286,7 +289,7 @@ impl Engine {
         &self,
         step: &Step,
         peers: &[Running],
-        deadline: Instant,
+        deadline: Deadline<'_>,
         rx: &mut mpsc::UnboundedReceiver<RawEvent>,
         timeline: &mut Timeline,
         origin: f64,
@@ -335,9 +338,10 @@ impl Engine {
             }
             Step::Wait { ms } => {
                 let until = Instant::now() + Duration::from_millis(*ms);
-                if until > deadline {
+                if until > deadline.at {
                     return Err(format!(
-                        "waiting {ms} ms would pass the deadline ({{limit}})"
+                        "waiting {ms} ms would pass the deadline ({})",
+                        deadline.what
                     ));
                 }
                 tokio::time::sleep_until(until).await;
@@ -367,12 +371,13 @@ impl Engine {
                 }
                 Progress::Waiting => {}
             }
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
+            match tokio::time::timeout_at(deadline.at, rx.recv()).await {
                 Ok(Some(ev)) => timeline.push(place(ev, origin)),
                 Ok(None) => return Err("event channel closed".into()),
                 Err(_) => {
                     return Err(format!(
-                        "deadline ({{limit}}) passed while waiting for {}\n{}",
+                        "deadline ({}) passed while waiting for {}\n{}",
+                        deadline.what,
                         waiting_for(step, timeline),
                         diagnose(step, timeline)
                     ));
@@ -382,15 +387,22 @@ impl Engine {
     }
 }
 
+/// A step's deadline and how to name it in a diagnosis.
+#[derive(Clone, Copy)]
+struct Deadline<'a> {
+    at: Instant,
+    what: &'a str,
+}
+
 async fn bounded<T>(
-    deadline: Instant,
+    deadline: Deadline<'_>,
     what: &str,
     fut: impl std::future::Future<Output = Result<T, PeerError>>,
 ) -> Result<T, String> {
-    match tokio::time::timeout_at(deadline, fut).await {
+    match tokio::time::timeout_at(deadline.at, fut).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(_) => Err(format!("{what}: deadline ({{limit}}) passed")),
+        Err(_) => Err(format!("{what}: deadline ({}) passed", deadline.what)),
     }
 }
 
