@@ -48,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         room_capacity: args.room_capacity,
         max_message_bytes: args.max_message_bytes,
     };
+    let stop = watch_stop_signals()?;
     let server = Server::bind(args.listen, config)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -56,26 +57,36 @@ async fn main() -> anyhow::Result<()> {
         writeln!(stdout, "{}", server.ws_url())?;
         stdout.flush()?;
     }
-    wait_for_stop_signal().await?;
+    stop.await;
     tracing::info!("stop signal received, shutting down");
     server.shutdown().await;
     Ok(())
 }
 
+/// Starts listening for Ctrl-C (and SIGTERM on Unix) right away, so a
+/// signal sent as soon as the URL is printed is not missed.
 #[cfg(unix)]
-async fn wait_for_stop_signal() -> anyhow::Result<()> {
+fn watch_stop_signals() -> anyhow::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    tokio::select! {
-        res = tokio::signal::ctrl_c() => res.context("cannot watch Ctrl-C")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }
 
+/// Listens for Ctrl-C.
 #[cfg(not(unix))]
-async fn wait_for_stop_signal() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")
+fn watch_stop_signals() -> anyhow::Result<impl Future<Output = ()>> {
+    let ctrl_c = tokio::signal::ctrl_c();
+    Ok(async move {
+        if let Err(err) = ctrl_c.await {
+            tracing::error!("cannot watch Ctrl-C: {err}");
+        }
+    })
 }
 
 #[cfg(test)]

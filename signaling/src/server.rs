@@ -66,8 +66,10 @@ impl Config {
 
 /// Builds the axum router serving the signaling WebSocket at `/ws`.
 ///
-/// Each call creates an independent set of rooms. Connections stay open
-/// until the client or the router's server closes them.
+/// Each call creates an independent set of rooms. The WebSockets it
+/// accepts live on their own tasks and stay open until their client leaves,
+/// even across a graceful shutdown of the axum server serving the router;
+/// [`Server`] closes them for you on [`Server::shutdown`].
 pub fn router(config: Config) -> Router {
     router_for(Arc::new(Hub::new(config)))
 }
