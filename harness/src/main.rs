@@ -6,9 +6,9 @@
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use rtc_harness::engine::{RunResult, Verdict};
-use rtc_harness::report;
 use rtc_harness::runner::{Harness, Options};
-use rtc_harness::scenario::{self, Plan};
+use rtc_harness::scenario::{self, PeerKind, Plan};
+use rtc_harness::{matrix, report};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +37,8 @@ struct Cli {
 enum Command {
     /// Run scenario files (files or folders; default `scenarios/`).
     Run(RunArgs),
+    /// Run a template scenario for every ordered pair of peer kinds and print the matrix.
+    Matrix(MatrixArgs),
     /// Validate scenario files without running anything.
     Check {
         /// Files or folders.
@@ -58,15 +60,51 @@ struct RunArgs {
     /// Write every run's verdict, timeline, metrics and versions to FILE as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    #[command(flatten)]
+    browsers: BrowserArgs,
+}
+
+#[derive(clap::Args)]
+struct MatrixArgs {
+    /// Peer kinds, comma-separated: every ordered (offerer, answerer) pair is one cell.
+    #[arg(long, value_delimiter = ',', default_value = "bot,chromium,firefox")]
+    peers: Vec<PeerKind>,
+    /// Template scenario with peers `offerer` and `answerer` (default: the built-in one).
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
+    /// Runs per cell; the cell shows the median time to both connected.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    repeat: u32,
+    /// Also write the table as Markdown (for a CI job summary).
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+    /// Write the matrix and every run to FILE as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    browsers: BrowserArgs,
+}
+
+#[derive(clap::Args, Clone)]
+struct BrowserArgs {
     /// chromedriver binary (default: `chromedriver` on PATH).
     #[arg(long, value_name = "PATH")]
     chromedriver: Option<PathBuf>,
     /// Chromium binary (default: Debian's /usr/lib/chromium/chromium, else PATH).
     #[arg(long, value_name = "PATH")]
     chromium: Option<PathBuf>,
+    /// geckodriver binary (default: `geckodriver` on PATH).
+    #[arg(long, value_name = "PATH")]
+    geckodriver: Option<PathBuf>,
+    /// Firefox binary (default: `firefox-esr`, else `firefox`, on PATH).
+    #[arg(long, value_name = "PATH")]
+    firefox: Option<PathBuf>,
     /// Folder for driver logs.
     #[arg(long, value_name = "DIR")]
     log_dir: Option<PathBuf>,
+    /// Start a new browser for every browser peer instead of reusing instances across scenarios.
+    #[arg(long)]
+    no_browser_reuse: bool,
 }
 
 fn main() -> ExitCode {
@@ -91,27 +129,129 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Run(args) => {
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::from(EXIT_SETUP);
-                }
-            };
-            let code = rt.block_on(async {
-                tokio::select! {
-                    code = run(args) => code,
-                    _ = tokio::signal::ctrl_c() => {
-                        eprintln!("interrupted: stopping every peer, browser and driver");
-                        ExitCode::from(EXIT_INTERRUPTED)
-                    }
-                }
-            });
-            // Dropping the runtime drops the run: every process group is killed on drop.
-            drop(rt);
-            code
+        Command::Run(args) => with_runtime(run(args)),
+        Command::Matrix(args) => with_runtime(matrix(args)),
+    }
+}
+
+/// Runs `job` on a new runtime; Ctrl-C drops it, which kills every browser and driver.
+fn with_runtime(job: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_SETUP);
         }
+    };
+    let code = rt.block_on(async {
+        tokio::select! {
+            code = job => code,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("interrupted: stopping every peer, browser and driver");
+                ExitCode::from(EXIT_INTERRUPTED)
+            }
+        }
+    });
+    // Dropping the runtime drops the run: every process group is killed on drop.
+    drop(rt);
+    code
+}
+
+async fn start_harness(b: &BrowserArgs) -> Result<Harness, ExitCode> {
+    Harness::start(Options {
+        chromedriver: b.chromedriver.clone(),
+        chromium: b.chromium.clone(),
+        geckodriver: b.geckodriver.clone(),
+        firefox: b.firefox.clone(),
+        log_dir: b.log_dir.clone(),
+        browser_reuse: !b.no_browser_reuse,
+    })
+    .await
+    .map_err(|e| {
+        eprintln!("error: cannot start the harness server: {e}");
+        ExitCode::from(EXIT_SETUP)
+    })
+}
+
+fn write_json(path: &std::path::Path, doc: &impl serde::Serialize) -> Result<(), ExitCode> {
+    serde_json::to_vec_pretty(doc)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| std::fs::write(path, bytes).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            eprintln!("error: writing {}: {e}", path.display());
+            ExitCode::from(EXIT_SETUP)
+        })
+}
+
+async fn matrix(args: MatrixArgs) -> ExitCode {
+    let template = match matrix::load_template(args.scenario.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let mut kinds = args.peers.clone();
+    kinds.dedup();
+    let harness = match start_harness(&args.browsers).await {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
+    let mut runs: Vec<RunResult> = Vec::new();
+    let mut cells = Vec::new();
+    let pairs = matrix::pairs(&kinds);
+    for (i, (o, a)) in pairs.iter().enumerate() {
+        let plan = matrix::instantiate(&template, *o, *a);
+        let mut cell_runs = Vec::new();
+        for rep in 1..=args.repeat {
+            eprintln!(
+                "[{}/{}] {} (run {rep}/{})",
+                i + 1,
+                pairs.len(),
+                plan.name,
+                args.repeat
+            );
+            let r = harness.engine.run(&plan, rep, &|_, _| {}).await;
+            if r.verdict != Verdict::Pass {
+                print!("{}", report::render_run(&r));
+            }
+            cell_runs.push(r);
+        }
+        cells.push(matrix::cell(*o, *a, &cell_runs));
+        runs.extend(cell_runs);
+    }
+    harness.shutdown().await;
+    let m = matrix::Matrix {
+        template: template.name.clone(),
+        kinds,
+        cells,
+    };
+    println!("\n{}", m.render_text());
+    let totals = report::totals(&runs);
+    if let Some(path) = &args.markdown
+        && let Err(e) = std::fs::write(path, m.render_markdown())
+    {
+        eprintln!("error: writing {}: {e}", path.display());
+        return ExitCode::from(EXIT_SETUP);
+    }
+    if let Some(path) = &args.json {
+        let doc = serde_json::json!({
+            "tool": report::TOOL,
+            "matrix": &m,
+            "runs": &runs,
+            "totals": totals,
+            "peak_rss_kib": report::peak_rss_kib(),
+        });
+        if let Err(code) = write_json(path, &doc) {
+            return code;
+        }
+    }
+    if runs.iter().any(|r| r.verdict == Verdict::SetupError) {
+        ExitCode::from(EXIT_SETUP)
+    } else if m.cells.iter().all(|c| c.ok()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
     }
 }
 
@@ -158,18 +298,9 @@ async fn run(args: RunArgs) -> ExitCode {
         eprintln!("error: no scenario matched");
         return ExitCode::from(EXIT_USAGE);
     }
-    let harness = match Harness::start(Options {
-        chromedriver: args.chromedriver.clone(),
-        chromium: args.chromium.clone(),
-        log_dir: args.log_dir.clone(),
-    })
-    .await
-    {
+    let harness = match start_harness(&args.browsers).await {
         Ok(h) => h,
-        Err(e) => {
-            eprintln!("error: cannot start the harness server: {e}");
-            return ExitCode::from(EXIT_SETUP);
-        }
+        Err(code) => return code,
     };
 
     let total = plans.len() as u64 * u64::from(args.repeat);
@@ -217,6 +348,7 @@ async fn run(args: RunArgs) -> ExitCode {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    harness.shutdown().await;
     let summaries = report::summaries(&results);
     if args.repeat > 1 {
         println!();
@@ -242,12 +374,8 @@ async fn run(args: RunArgs) -> ExitCode {
             totals,
             peak_rss_kib: peak,
         };
-        let written = serde_json::to_vec_pretty(&doc)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| std::fs::write(path, bytes).map_err(|e| e.to_string()));
-        if let Err(e) = written {
-            eprintln!("error: writing {}: {e}", path.display());
-            return ExitCode::from(EXIT_SETUP);
+        if let Err(code) = write_json(path, &doc) {
+            return code;
         }
     }
     if results.iter().any(|r| r.verdict == Verdict::SetupError) {

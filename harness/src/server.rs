@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 const PAGE_HTML: &str = "<!doctype html><meta charset=utf-8><title>rtc-harness peer</title>\
 <body>rtc-harness peer page<script src=\"/peer.js\"></script>";
-const PAGE_JS: &str = include_str!("peer/page.js");
+const PAGE_JS: &str = include_str!("peer/browser/page.js");
 
 /// Hands each page's control socket to the peer that waits for it.
 #[derive(Clone, Default)]
@@ -38,11 +38,13 @@ impl ControlHub {
     }
 }
 
-/// The running server.
+/// The running server. Besides its main listener it can open more, each on a fresh
+/// ephemeral port, so that every browser page load gets an origin of its own.
 pub struct HarnessServer {
     addr: SocketAddr,
     hub: ControlHub,
-    task: tokio::task::JoinHandle<()>,
+    app: Router,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl HarnessServer {
@@ -58,14 +60,29 @@ impl HarnessServer {
             .route("/control/{token}", get(control))
             .with_state(hub.clone())
             .merge(rtc_signaling::router(rtc_signaling::Config::default()));
+        let mut server = Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            hub,
+            app,
+            tasks: Mutex::new(Vec::new()),
+        };
+        server.addr = server.listen().await?;
+        Ok(server)
+    }
+
+    async fn listen(&self) -> std::io::Result<SocketAddr> {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
+        let app = self.app.clone();
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!("harness server stopped: {e}");
+                tracing::error!("harness server on {addr} stopped: {e}");
             }
         });
-        Ok(Self { addr, hub, task })
+        if let Ok(mut t) = self.tasks.lock() {
+            t.push(task);
+        }
+        Ok(addr)
     }
 
     /// Signaling WebSocket URL.
@@ -73,12 +90,9 @@ impl HarnessServer {
         format!("ws://{}/ws", self.addr)
     }
 
-    /// The peer page URL for a control token.
-    pub fn page_url(&self, token: &str) -> String {
-        format!(
-            "http://{a}/peer.html?control=ws://{a}/control/{token}",
-            a = self.addr
-        )
+    /// Opens one more listener and returns its base URL (`http://127.0.0.1:PORT`): a new origin.
+    pub async fn new_origin(&self) -> std::io::Result<String> {
+        Ok(format!("http://{}", self.listen().await?))
     }
 
     /// The control-socket hub.
@@ -89,7 +103,11 @@ impl HarnessServer {
 
 impl Drop for HarnessServer {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Ok(t) = self.tasks.lock() {
+            for task in t.iter() {
+                task.abort();
+            }
+        }
     }
 }
 

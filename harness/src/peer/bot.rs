@@ -238,6 +238,7 @@ impl Peer for Bot {
             product: format!("webrtc-rs {WEBRTC_RS_VERSION}"),
             driver: None,
             clock_error_ms: 0.0,
+            reused_browser: None,
         }
     }
 

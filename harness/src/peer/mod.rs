@@ -9,11 +9,11 @@
 //! is also the signaling room), so 1:N meshes fit without changing this interface.
 
 pub mod bot;
-pub mod chromium;
+pub mod browser;
 mod process;
 mod signaling_client;
 
-use crate::clock::{Clock, ClockOffset};
+use crate::clock::Clock;
 use crate::scenario::{PeerKind, PeerPlan};
 use crate::timeline::EventKind;
 use async_trait::async_trait;
@@ -116,7 +116,7 @@ pub struct SendRequest {
 pub struct PeerInfo {
     /// Peer id.
     pub id: String,
-    /// Kind name (`bot`, `chromium`).
+    /// Kind name (`bot`, `chromium`, `firefox`).
     pub kind: String,
     /// Implementation and version, e.g. `webrtc-rs 0.21.1` or `chrome 156.0.8078.73`.
     pub product: String,
@@ -125,6 +125,8 @@ pub struct PeerInfo {
     /// Bound on the error of this peer's timestamps relative to the harness clock, ms
     /// (0 for in-process peers).
     pub clock_error_ms: f64,
+    /// Browsers: whether this peer ran in an instance an earlier scenario had used.
+    pub reused_browser: Option<bool>,
 }
 
 /// Errors of peers.
@@ -206,11 +208,6 @@ pub fn candidate_type(line: &str) -> String {
         }
     }
     "unknown".to_string()
-}
-
-/// Converts a browser-clock event time to the harness clock.
-pub fn browser_to_harness(offset: &ClockOffset, browser_ms: f64) -> f64 {
-    offset.to_harness(browser_ms)
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ pub enum PeerKind {
     Bot,
     /// Headless Chromium driven by chromedriver over WebDriver.
     Chromium,
+    /// Headless Firefox driven by geckodriver over WebDriver.
+    Firefox,
 }
 
 impl PeerKind {
@@ -48,6 +50,27 @@ impl PeerKind {
         match self {
             PeerKind::Bot => "bot",
             PeerKind::Chromium => "chromium",
+            PeerKind::Firefox => "firefox",
+        }
+    }
+
+    /// Whether this kind is a browser driven over WebDriver.
+    pub fn is_browser(self) -> bool {
+        matches!(self, PeerKind::Chromium | PeerKind::Firefox)
+    }
+}
+
+impl std::str::FromStr for PeerKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "bot" => Ok(PeerKind::Bot),
+            "chromium" => Ok(PeerKind::Chromium),
+            "firefox" => Ok(PeerKind::Firefox),
+            other => Err(format!(
+                "unknown peer kind {other:?} (kinds: bot, chromium, firefox)"
+            )),
         }
     }
 }
@@ -60,6 +83,8 @@ pub struct PeerEntry {
     pub id: String,
     /// Peer kind.
     pub kind: PeerKind,
+    /// Browsers only: start a new browser instance for this peer instead of reusing one.
+    pub fresh_browser: Option<bool>,
     /// Bot only: interval between ICE connectivity checks, ms (webrtc-rs default 200).
     pub ice_check_interval_ms: Option<u64>,
     /// Bot only: wait before nominating a host pair, ms (webrtc-rs default 0).

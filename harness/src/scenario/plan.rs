@@ -77,6 +77,8 @@ pub struct PeerPlan {
     pub kind: PeerKind,
     /// Bot timer overrides (always default for other kinds).
     pub timers: BotTimers,
+    /// Browsers: never reuse an instance for this peer.
+    pub fresh_browser: bool,
 }
 
 /// A step with its own deadline.
@@ -351,6 +353,16 @@ fn check_peers(c: &Checker<'_>, raw: &[PeerEntry]) -> Result<Vec<PeerPlan>, Scen
                 ),
             ));
         }
+        if p.fresh_browser.is_some() && !p.kind.is_browser() {
+            return Err(c.err(
+                &at("fresh_browser"),
+                format!(
+                    "fresh_browser only applies to browser kinds; peer {:?} is {:?}",
+                    p.id,
+                    p.kind.as_str()
+                ),
+            ));
+        }
         if p.ice_check_interval_ms == Some(0) {
             return Err(c.err(&at("ice_check_interval_ms"), "must be at least 1 ms"));
         }
@@ -358,6 +370,7 @@ fn check_peers(c: &Checker<'_>, raw: &[PeerEntry]) -> Result<Vec<PeerPlan>, Scen
             id: p.id.clone(),
             kind: p.kind,
             timers,
+            fresh_browser: p.fresh_browser.unwrap_or(false),
         });
     }
     Ok(out)

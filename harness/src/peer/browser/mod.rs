@@ -1,0 +1,637 @@
+//! Browser peers: a real browser started by its WebDriver server, driven with fantoccini.
+//!
+//! What differs between browsers (which driver and binary, which flags or prefs) is a
+//! [`Flavor`]: [`chromium::Chromium`], [`firefox::Firefox`]. Everything else is shared: the
+//! driver runs in its own process group (so the browser tree dies with it), a WebDriver session
+//! loads the peer page (`page.js`) from the harness's server, and the page connects back on a
+//! control WebSocket over which every command and event travels (a WebDriver `execute` round
+//! trip costs 4-13 ms and runs on the page's main thread, so it is kept off the timed path).
+//!
+//! **Reuse.** Within one run a browser instance serves one scenario after another. Between two
+//! scenarios the page is replaced by `about:blank`, which destroys the document and every
+//! `RTCPeerConnection` in it, and the next page is loaded from a *new origin* (a fresh
+//! ephemeral port), so no permission or storage granted to the previous page applies. Two peers
+//! never share an instance. A peer with `fresh_browser = true`, or a run with
+//! `--no-browser-reuse`, gets a new instance. An instance that fails to load the next page
+//! (crashed or hung) is killed and replaced; one that dies mid-scenario fails that scenario
+//! ("peer page went away") and is not reused.
+
+pub mod chromium;
+pub mod firefox;
+
+use super::{
+    ConnectRequest, EventSink, Launcher, Peer, PeerError, PeerInfo, ProcessGroup, SendRequest,
+};
+use crate::clock::{ClockOffset, SyncSample, estimate_offset};
+use crate::scenario::PeerPlan;
+use crate::server::HarnessServer;
+use crate::timeline::EventKind;
+use async_trait::async_trait;
+use axum::extract::ws::{Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+const DRIVER_START_DEADLINE: Duration = Duration::from_secs(20);
+const SESSION_DEADLINE: Duration = Duration::from_secs(60);
+const PAGE_DEADLINE: Duration = Duration::from_secs(20);
+const RELEASE_DEADLINE: Duration = Duration::from_secs(5);
+const CLOCK_SYNC_PINGS: u64 = 8;
+
+/// The programs a browser kind needs.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    /// The WebDriver server (chromedriver, geckodriver).
+    pub driver: PathBuf,
+    /// The browser binary.
+    pub browser: PathBuf,
+}
+
+/// What is specific to one browser.
+pub trait Flavor: Send + Sync + 'static {
+    /// Kind name, as in scenario files.
+    fn kind(&self) -> &'static str;
+    /// Finds the driver and browser; a missing one is a [`PeerError::Missing`] naming the
+    /// program and how to install it.
+    fn programs(&self) -> Result<Programs, PeerError>;
+    /// The driver's command line, listening on `port` (loopback only).
+    fn driver_command(&self, programs: &Programs, port: u16) -> Command;
+    /// WebDriver capabilities for a new session using `profile` as a fresh profile directory.
+    fn capabilities(&self, programs: &Programs, profile: &Path) -> fantoccini::wd::Capabilities;
+}
+
+/// Finds a program: the given path, else the first of `names` that exists as a path or on PATH.
+pub fn find_program(
+    given: Option<&Path>,
+    names: &[&str],
+    program: &str,
+    hint: &str,
+) -> Result<PathBuf, PeerError> {
+    if let Some(p) = given {
+        return if p.is_file() {
+            Ok(p.to_owned())
+        } else {
+            Err(PeerError::Missing {
+                program: format!("{program} at {}", p.display()),
+                hint: hint.into(),
+            })
+        };
+    }
+    names
+        .iter()
+        .find_map(|n| {
+            let p = Path::new(n);
+            if p.is_absolute() {
+                p.is_file().then(|| p.to_owned())
+            } else {
+                which::which(n).ok()
+            }
+        })
+        .ok_or_else(|| PeerError::Missing {
+            program: program.into(),
+            hint: hint.into(),
+        })
+}
+
+type Pool = Arc<Mutex<Vec<Instance>>>;
+
+/// Starts browser peers of one flavor, reusing idle instances when allowed.
+#[derive(Clone)]
+pub struct BrowserLauncher {
+    flavor: Arc<dyn Flavor>,
+    server: Arc<HarnessServer>,
+    log_dir: PathBuf,
+    reuse: bool,
+    pool: Pool,
+}
+
+impl BrowserLauncher {
+    /// A launcher; `reuse = false` gives every peer a new browser instance.
+    pub fn new(
+        flavor: Arc<dyn Flavor>,
+        server: Arc<HarnessServer>,
+        log_dir: PathBuf,
+        reuse: bool,
+    ) -> Self {
+        Self {
+            flavor,
+            server,
+            log_dir,
+            reuse,
+            pool: Arc::default(),
+        }
+    }
+
+    /// Closes every idle instance (end of a run).
+    pub async fn close_idle(&self) {
+        let idle: Vec<Instance> = self
+            .pool
+            .lock()
+            .map(|mut p| p.drain(..).collect())
+            .unwrap_or_default();
+        futures::future::join_all(idle.into_iter().map(Instance::close)).await;
+    }
+
+    fn take_idle(&self) -> Option<Instance> {
+        self.pool.lock().ok()?.pop()
+    }
+
+    async fn open_page(
+        &self,
+        instance: &Instance,
+        plan: &PeerPlan,
+        sink: &EventSink,
+    ) -> Result<(Control, ClockOffset, Arc<Mutex<Option<ClockOffset>>>), PeerError> {
+        // A new origin for every page: nothing granted to an earlier page applies.
+        let base = self
+            .server
+            .new_origin()
+            .await
+            .map_err(|e| PeerError::failed(format!("serving the peer page: {e}")))?;
+        let token = format!("{}-{}", plan.id, instance.serial);
+        let socket_rx = self.server.hub().expect(&token);
+        let url = format!("{base}/peer.html?control=ws{}/control/{token}", &base[4..]);
+        tokio::time::timeout(PAGE_DEADLINE, instance.client.goto(&url))
+            .await
+            .map_err(|_| PeerError::Timeout(format!("loading {url}")))?
+            .map_err(|e| PeerError::failed(format!("loading {url}: {e}")))?;
+        let socket = tokio::time::timeout(PAGE_DEADLINE, socket_rx)
+            .await
+            .map_err(|_| PeerError::Timeout("peer page control socket".into()))?
+            .map_err(|_| PeerError::failed("control socket dropped"))?;
+        let offset_cell: Arc<Mutex<Option<ClockOffset>>> = Arc::default();
+        let control = Control::start(socket, sink.clone(), offset_cell.clone());
+        control.wait_hello().await?;
+        let offset = control.sync_clock().await?;
+        if let Ok(mut o) = offset_cell.lock() {
+            *o = Some(offset);
+        }
+        Ok((control, offset, offset_cell))
+    }
+}
+
+#[async_trait]
+impl Launcher for BrowserLauncher {
+    fn check(&self) -> Result<(), PeerError> {
+        self.flavor.programs().map(|_| ())
+    }
+
+    async fn launch(&self, plan: &PeerPlan, sink: EventSink) -> Result<Box<dyn Peer>, PeerError> {
+        let started = Instant::now();
+        let reused = if self.reuse && !plan.fresh_browser {
+            self.take_idle()
+        } else {
+            None
+        };
+        let was_reused = reused.is_some();
+        let mut instance = match reused {
+            Some(i) => i,
+            None => Instance::start(self.flavor.as_ref(), &self.log_dir, &plan.id).await?,
+        };
+        let opened = match self.open_page(&instance, plan, &sink).await {
+            Ok(o) => o,
+            Err(e) if was_reused => {
+                // A reused instance that cannot load a page has crashed or hung: replace it.
+                tracing::warn!(
+                    "{} instance could not be reused ({e}); starting a new one",
+                    self.flavor.kind()
+                );
+                instance.close().await;
+                instance = Instance::start(self.flavor.as_ref(), &self.log_dir, &plan.id).await?;
+                self.open_page(&instance, plan, &sink).await?
+            }
+            Err(e) => {
+                instance.close().await;
+                return Err(e);
+            }
+        };
+        let (control, offset, offset_cell) = opened;
+        tracing::debug!(
+            peer = %plan.id,
+            reused = was_reused,
+            "{} ready after {:?}, clock offset {offset:?}",
+            self.flavor.kind(),
+            started.elapsed()
+        );
+        Ok(Box::new(BrowserPeer {
+            id: plan.id.clone(),
+            kind: self.flavor.kind(),
+            product: instance.product.clone(),
+            driver: instance.driver_version.clone(),
+            reused: was_reused,
+            instance: tokio::sync::Mutex::new(Some(instance)),
+            control,
+            offset: offset_cell,
+            pool: self.reuse.then(|| self.pool.clone()),
+        }))
+    }
+}
+
+static SERIAL: AtomicU64 = AtomicU64::new(1);
+
+/// One browser: its driver process group, WebDriver session and profile directory.
+struct Instance {
+    client: fantoccini::Client,
+    group: ProcessGroup,
+    product: String,
+    driver_version: Option<String>,
+    serial: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Instance {
+    async fn start(flavor: &dyn Flavor, log_dir: &Path, label: &str) -> Result<Self, PeerError> {
+        let programs = flavor.programs()?;
+        let profile = tempfile::Builder::new()
+            .prefix(&format!("rtc-harness-{}-", flavor.kind()))
+            .tempdir()
+            .map_err(|e| PeerError::failed(format!("profile dir: {e}")))?;
+        std::fs::create_dir_all(log_dir)
+            .map_err(|e| PeerError::failed(format!("log dir {}: {e}", log_dir.display())))?;
+        let port = free_port()?;
+        let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+        let log = log_dir.join(format!("{}-{label}-{serial}.log", flavor.kind()));
+        let driver_name = programs
+            .driver
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "driver".into());
+        let mut group =
+            ProcessGroup::spawn(flavor.driver_command(&programs, port), &driver_name, &log)
+                .map_err(|e| {
+                    PeerError::failed(format!("starting {}: {e}", programs.driver.display()))
+                })?;
+        wait_for_port(port, &mut group, &log, &driver_name).await?;
+        let driver_version = program_version(&programs.driver).await;
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = tokio::time::timeout(
+            SESSION_DEADLINE,
+            fantoccini::ClientBuilder::new(connector)
+                .capabilities(flavor.capabilities(&programs, profile.path()))
+                .connect(&format!("http://127.0.0.1:{port}")),
+        )
+        .await
+        .map_err(|_| {
+            PeerError::Timeout(format!("WebDriver session start (log: {})", log.display()))
+        })?
+        .map_err(|e| {
+            PeerError::failed(format!(
+                "WebDriver session with {}: {e} (driver log: {})",
+                programs.browser.display(),
+                log.display()
+            ))
+        })?;
+        let product = client
+            .capabilities()
+            .and_then(|c| {
+                Some(format!(
+                    "{} {}",
+                    c.get("browserName")?.as_str()?,
+                    c.get("browserVersion")?.as_str()?
+                ))
+            })
+            .unwrap_or_else(|| format!("{} (version unknown)", flavor.kind()));
+        Ok(Self {
+            client,
+            group,
+            product,
+            driver_version,
+            serial,
+            _profile: profile,
+        })
+    }
+
+    /// Ends the session and kills the driver's process group (browser included).
+    async fn close(self) {
+        let Instance {
+            client, mut group, ..
+        } = self;
+        let _ = tokio::time::timeout(RELEASE_DEADLINE, client.close()).await;
+        group.kill();
+    }
+}
+
+fn free_port() -> Result<u16, PeerError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| PeerError::failed(format!("finding a free port: {e}")))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| PeerError::failed(format!("finding a free port: {e}")))
+}
+
+async fn wait_for_port(
+    port: u16,
+    group: &mut ProcessGroup,
+    log: &Path,
+    name: &str,
+) -> Result<(), PeerError> {
+    let deadline = Instant::now() + DRIVER_START_DEADLINE;
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if let Some(status) = group.try_exit_status() {
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(PeerError::failed(format!(
+                "{name} exited ({status}) before listening: {}",
+                tail.trim()
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(PeerError::Timeout(format!(
+                "{name} listening on port {port} (log: {})",
+                log.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn program_version(path: &Path) -> Option<String> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::process::Command::new(path)
+            .arg("--version")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "ChromeDriver 156.0.8078.73 (...)", "geckodriver 0.37.1 (...)" -> first two words.
+    let words: Vec<&str> = text.split_whitespace().take(2).collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+struct BrowserPeer {
+    id: String,
+    kind: &'static str,
+    product: String,
+    driver: Option<String>,
+    reused: bool,
+    instance: tokio::sync::Mutex<Option<Instance>>,
+    control: Control,
+    offset: Arc<Mutex<Option<ClockOffset>>>,
+    pool: Option<Pool>,
+}
+
+#[async_trait]
+impl Peer for BrowserPeer {
+    fn info(&self) -> PeerInfo {
+        PeerInfo {
+            id: self.id.clone(),
+            kind: self.kind.into(),
+            product: self.product.clone(),
+            driver: self.driver.clone(),
+            clock_error_ms: self
+                .offset
+                .lock()
+                .ok()
+                .and_then(|o| o.map(|o| o.error_ms))
+                .unwrap_or(f64::NAN),
+            reused_browser: Some(self.reused),
+        }
+    }
+
+    async fn connect(&self, req: &ConnectRequest) -> Result<(), PeerError> {
+        let mut cmd = serde_json::to_value(req).map_err(PeerError::failed)?;
+        cmd["cmd"] = json!("connect");
+        self.control.command(cmd).await.map(|_| ())
+    }
+
+    async fn send(&self, req: &SendRequest) -> Result<(), PeerError> {
+        let mut cmd = serde_json::to_value(req).map_err(PeerError::failed)?;
+        cmd["cmd"] = json!("send");
+        self.control.command(cmd).await.map(|_| ())
+    }
+
+    async fn close(&self, connection: &str) -> Result<(), PeerError> {
+        self.control
+            .command(json!({"cmd": "close", "connection": connection}))
+            .await
+            .map(|_| ())
+    }
+
+    async fn shutdown(&self) {
+        self.control.stop();
+        let Some(instance) = self.instance.lock().await.take() else {
+            return;
+        };
+        let pool = match &self.pool {
+            Some(p) if !self.control.page_gone() => p,
+            _ => return instance.close().await,
+        };
+        // Leaving the page destroys it and every peer connection it holds.
+        match tokio::time::timeout(RELEASE_DEADLINE, instance.client.goto("about:blank")).await {
+            Ok(Ok(())) => {
+                if let Ok(mut p) = pool.lock() {
+                    p.push(instance);
+                }
+            }
+            _ => {
+                tracing::warn!("{} {}: not reusable, closing it", self.kind, self.id);
+                instance.close().await;
+            }
+        }
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, String>>>>>;
+
+/// The control socket to one peer page.
+struct Control {
+    out: mpsc::UnboundedSender<String>,
+    pending: Pending,
+    hello: Mutex<Option<oneshot::Receiver<Value>>>,
+    next_id: AtomicU64,
+    clock: crate::clock::Clock,
+    gone: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Control {
+    fn start(socket: WebSocket, sink: EventSink, offset: Arc<Mutex<Option<ClockOffset>>>) -> Self {
+        let (mut ws_tx, mut ws_rx) = socket.split();
+        let (out, mut out_rx) = mpsc::unbounded_channel::<String>();
+        let pending: Pending = Arc::default();
+        let (hello_tx, hello_rx) = oneshot::channel();
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = tokio::spawn(async move {
+            while let Some(text) = out_rx.recv().await {
+                if ws_tx.send(Message::Text(text.into())).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let clock = sink.clock();
+        let reader_pending = pending.clone();
+        let reader_gone = gone.clone();
+        let reader = tokio::spawn(async move {
+            let mut hello_tx = Some(hello_tx);
+            while let Some(Ok(msg)) = ws_rx.next().await {
+                let Message::Text(text) = msg else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                    tracing::warn!("unreadable page message: {text}");
+                    continue;
+                };
+                match v["type"].as_str() {
+                    Some("event") => on_event(&v, &sink, &offset),
+                    Some("reply") | Some("pong") => {
+                        let id = v["id"].as_u64().unwrap_or(u64::MAX);
+                        let tx = reader_pending.lock().ok().and_then(|mut p| p.remove(&id));
+                        if let Some(tx) = tx {
+                            let _ = tx.send(reply_value(&v));
+                        }
+                    }
+                    Some("hello") => {
+                        if let Some(tx) = hello_tx.take() {
+                            let _ = tx.send(v);
+                        }
+                    }
+                    Some("page-error") => sink.emit(
+                        "",
+                        EventKind::Error {
+                            message: format!("page: {}", v["message"]),
+                        },
+                    ),
+                    _ => tracing::warn!("unexpected page message: {text}"),
+                }
+            }
+            // Socket gone (page crashed, closed or navigated away): fail whatever still waits.
+            reader_gone.store(true, Ordering::Relaxed);
+            if let Ok(mut p) = reader_pending.lock() {
+                for (_, tx) in p.drain() {
+                    let _ = tx.send(Err("peer page went away".into()));
+                }
+            }
+        });
+        Self {
+            out,
+            pending,
+            hello: Mutex::new(Some(hello_rx)),
+            next_id: AtomicU64::new(1),
+            clock,
+            gone,
+            tasks: vec![writer, reader],
+        }
+    }
+
+    fn page_gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+
+    fn request(&self, mut msg: Value) -> oneshot::Receiver<Result<Value, String>> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(id, tx);
+        }
+        msg["id"] = json!(id);
+        let _ = self.out.send(msg.to_string());
+        rx
+    }
+
+    async fn command(&self, command: Value) -> Result<Value, PeerError> {
+        let what = command["cmd"].as_str().unwrap_or("?").to_string();
+        if self.page_gone() {
+            return Err(PeerError::failed(format!("{what}: peer page went away")));
+        }
+        let rx = self.request(json!({"type": "command", "command": command}));
+        rx.await
+            .map_err(|_| PeerError::failed(format!("{what}: peer page went away")))?
+            .map_err(|e| PeerError::failed(format!("{what}: {e}")))
+    }
+
+    async fn wait_hello(&self) -> Result<(), PeerError> {
+        let rx = self
+            .hello
+            .lock()
+            .ok()
+            .and_then(|mut h| h.take())
+            .ok_or_else(|| PeerError::failed("hello already taken"))?;
+        let hello = tokio::time::timeout(PAGE_DEADLINE, rx)
+            .await
+            .map_err(|_| PeerError::Timeout("peer page hello".into()))?
+            .map_err(|_| PeerError::failed("peer page closed before hello"))?;
+        if hello["self_check"] != json!(true) {
+            return Err(PeerError::failed(
+                "peer page payload self-check failed: page.js and payload.rs disagree",
+            ));
+        }
+        if hello["media"] != json!("granted") {
+            tracing::warn!("getUserMedia in the peer page: {}", hello["media"]);
+        }
+        Ok(())
+    }
+
+    /// Ping-pong a few times and estimate the page clock's offset (see [`crate::clock`]).
+    async fn sync_clock(&self) -> Result<ClockOffset, PeerError> {
+        let mut samples = Vec::new();
+        for _ in 0..CLOCK_SYNC_PINGS {
+            let sent = self.clock.now_unix_ms();
+            let rx = self.request(json!({"type": "ping"}));
+            let remote = tokio::time::timeout(Duration::from_secs(5), rx)
+                .await
+                .map_err(|_| PeerError::Timeout("clock sync ping".into()))?
+                .map_err(|_| PeerError::failed("page gone during clock sync"))?
+                .map_err(PeerError::failed)?;
+            let received = self.clock.now_unix_ms();
+            if let Some(remote_ms) = remote.as_f64() {
+                samples.push(SyncSample {
+                    sent_ms: sent,
+                    remote_ms,
+                    received_ms: received,
+                });
+            }
+        }
+        estimate_offset(&samples).ok_or_else(|| PeerError::failed("no usable clock sample"))
+    }
+
+    fn stop(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn reply_value(v: &Value) -> Result<Value, String> {
+    if v["type"] == "pong" {
+        Ok(v["t"].clone())
+    } else if v["ok"] == json!(true) {
+        Ok(v["value"].clone())
+    } else {
+        Err(v["value"].as_str().unwrap_or("command failed").to_string())
+    }
+}
+
+fn on_event(v: &Value, sink: &EventSink, offset: &Mutex<Option<ClockOffset>>) {
+    let t = v["t"].as_f64().unwrap_or(f64::NAN);
+    let conn = v["connection"].as_str().unwrap_or("");
+    let off = offset.lock().ok().and_then(|o| *o);
+    let unix = off.map(|o| o.to_harness(t)).unwrap_or(t);
+    match serde_json::from_value::<EventKind>(v["event"].clone()) {
+        Ok(kind) => sink.emit_at(unix, conn, kind),
+        Err(e) => sink.emit(
+            conn,
+            EventKind::Error {
+                message: format!("unreadable page event {}: {e}", v["event"]),
+            },
+        ),
+    }
+}
