@@ -457,7 +457,8 @@ pub fn step_done(step: &Step, timeline: &Timeline) -> Progress {
         } => {
             for p in [offerer, answerer] {
                 for e in timeline.of_peer(p) {
-                    if e.connection == *connection
+                    // Errors of this connection, or of the peer as a whole (no connection).
+                    if (e.connection == *connection || e.connection.is_empty())
                         && let EventKind::Error { message } = &e.event
                     {
                         return Progress::Failed(format!("peer {p} reported an error: {message}"));

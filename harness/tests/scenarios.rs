@@ -1,5 +1,6 @@
 //! Every file in `scenarios/` is one test; files in `scenarios/must-fail/` must carry an
-//! `expected_failure` and pass only by failing with it.
+//! `expected_failure` and pass only by failing with it. Then the interop matrix: the built-in
+//! template for every ordered pair of bot, chromium and firefox, one test per cell.
 //!
 //! Browser scenarios need Chromium and chromedriver. Without them the test is reported as
 //! ignored, with the reason printed, unless `CI=true`: then a missing browser fails the test.
@@ -7,9 +8,10 @@
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use rtc_harness::engine::Verdict;
-use rtc_harness::report;
 use rtc_harness::runner::{Harness, Options};
 use rtc_harness::scenario;
+use rtc_harness::scenario::{PeerKind, Plan};
+use rtc_harness::{matrix, report};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -18,9 +20,10 @@ struct Shared {
     harness: Harness,
 }
 
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
 fn shared() -> &'static Shared {
-    static S: OnceLock<Shared> = OnceLock::new();
-    S.get_or_init(|| {
+    SHARED.get_or_init(|| {
         let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
         let harness = rt
             .block_on(Harness::start(Options::default()))
@@ -40,11 +43,34 @@ fn main() {
         root.display()
     );
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let trials = files
+    let mut trials: Vec<Trial> = files
         .into_iter()
         .map(|file| trial(&root, file, ci))
         .collect();
-    libtest_mimic::run(&args, trials).exit();
+    let template = matrix::load_template(None).expect("built-in matrix template");
+    let kinds = [PeerKind::Bot, PeerKind::Chromium, PeerKind::Firefox];
+    for (o, a) in matrix::pairs(&kinds) {
+        let plan = matrix::instantiate(&template, o, a);
+        let name = format!("matrix/{}->{}", o.as_str(), a.as_str());
+        trials.push(plan_trial(name, plan, ci));
+    }
+    let conclusion = libtest_mimic::run(&args, trials);
+    // Statics are never dropped: close the reused browsers explicitly.
+    if let Some(s) = SHARED.get() {
+        s.rt.block_on(s.harness.shutdown());
+    }
+    conclusion.exit();
+}
+
+fn plan_trial(name: String, plan: Plan, ci: bool) -> Trial {
+    let ignored = match shared().harness.engine.check_kinds(&plan) {
+        Err(reason) if !ci => {
+            eprintln!("skipping {name}: {reason}");
+            true
+        }
+        _ => false,
+    };
+    Trial::test(name, move || run_plan(&plan)).with_ignored_flag(ignored)
 }
 
 fn trial(root: &Path, file: PathBuf, ci: bool) -> Trial {
@@ -77,12 +103,16 @@ fn run_one(file: &Path, must_fail: bool) -> Result<(), Failed> {
     if !must_fail && plan.expected_failure.is_some() {
         return Err("only scenarios under must-fail/ may set `expected_failure`".into());
     }
+    run_plan(&plan)
+}
+
+fn run_plan(plan: &Plan) -> Result<(), Failed> {
     let s = shared();
     s.harness
         .engine
-        .check_kinds(&plan)
+        .check_kinds(plan)
         .map_err(|e| Failed::from(format!("{e} (CI=true: a missing browser is a failure)")))?;
-    let r = s.rt.block_on(s.harness.engine.run(&plan, 1, &|_, _| {}));
+    let r = s.rt.block_on(s.harness.engine.run(plan, 1, &|_, _| {}));
     match r.verdict {
         Verdict::Pass => {
             print!("{}", report::render_run(&r));

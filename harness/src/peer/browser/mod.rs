@@ -507,8 +507,17 @@ impl Control {
                     _ => tracing::warn!("unexpected page message: {text}"),
                 }
             }
-            // Socket gone (page crashed, closed or navigated away): fail whatever still waits.
+            // Socket gone while in use (an intended stop aborts this task first): the browser
+            // crashed, was killed, or closed the page. Say so at once instead of letting the
+            // scenario wait for its deadline, and fail whatever still waits for a reply.
             reader_gone.store(true, Ordering::Relaxed);
+            sink.emit(
+                "",
+                EventKind::Error {
+                    message: "the browser page went away (browser crashed, killed, or page closed)"
+                        .into(),
+                },
+            );
             if let Ok(mut p) = reader_pending.lock() {
                 for (_, tx) in p.drain() {
                     let _ = tx.send(Err("peer page went away".into()));
