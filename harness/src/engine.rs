@@ -223,17 +223,23 @@ impl Engine {
             result.steps_completed += 1;
         }
         let end = self.clock.now_unix_ms() - origin;
-        // Late events stamped before `end` still count; anything after is teardown.
+        // What is judged: every event that arrived while the steps ran (a browser's stamp may
+        // map a little past `end`: its clock offset has an error and Firefox's timer is coarse),
+        // plus events still in flight that were stamped before `end`. Anything else is teardown.
+        let mut judged = timeline.clone();
         let grace = Instant::now() + EVENT_GRACE;
         while let Ok(Some(ev)) = tokio::time::timeout_at(grace, rx.recv()).await {
-            timeline.push(place(ev, origin));
+            let ev = place(ev, origin);
+            if ev.t_ms <= end {
+                judged.push(ev.clone());
+            }
+            timeline.push(ev);
         }
         shutdown(&peers).await;
         while let Ok(ev) = rx.try_recv() {
             timeline.push(place(ev, origin));
         }
 
-        let judged = timeline.until(end);
         for sp in &plan.steps {
             if let Step::Connect {
                 connection,

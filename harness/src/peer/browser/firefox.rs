@@ -8,13 +8,15 @@ use std::process::Command;
 
 /// Preferences Firefox needs for WebRTC in a closed, loopback-only network (FIELD-NOTES):
 /// loopback ICE candidates, host candidates as IPs rather than mDNS names, fake media devices
-/// with no permission prompt; and no background traffic.
+/// with no permission prompt; full-precision `performance.now()` (the timeline's stamps); and
+/// no background traffic.
 pub fn prefs() -> serde_json::Value {
     json!({
         "media.peerconnection.ice.loopback": true,
         "media.peerconnection.ice.obfuscate_host_addresses": false,
         "media.navigator.streams.fake": true,
         "media.navigator.permission.disabled": true,
+        "privacy.reduceTimerPrecision": false,
         "app.update.enabled": false,
         "app.update.auto": false,
         "browser.shell.checkDefaultBrowser": false,
