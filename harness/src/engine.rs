@@ -64,6 +64,8 @@ pub struct RunResult {
     pub peers: Vec<PeerInfo>,
     /// Metrics by peer id.
     pub metrics: BTreeMap<String, PeerMetrics>,
+    /// Console output by peer id (browsers), up to the end of the run.
+    pub console: BTreeMap<String, Vec<String>>,
     /// All events.
     pub timeline: Timeline,
 }
@@ -139,6 +141,7 @@ impl Engine {
             wall_ms: 0.0,
             peers: Vec::new(),
             metrics: BTreeMap::new(),
+            console: BTreeMap::new(),
             timeline: Timeline::new(),
         };
 
@@ -234,6 +237,12 @@ impl Engine {
                 judged.push(ev.clone());
             }
             timeline.push(ev);
+        }
+        for p in &peers {
+            let lines = p.peer.console();
+            if !lines.is_empty() {
+                result.console.insert(p.id.clone(), lines);
+            }
         }
         shutdown(&peers).await;
         while let Ok(ev) = rx.try_recv() {

@@ -1,7 +1,8 @@
 //! `rtc-harness`: run and check scenario files.
 //!
 //! Exit codes: 0 every scenario passed; 1 at least one failed; 2 usage error or invalid
-//! scenario file; 3 a peer could not be set up (missing browser or driver); 130 interrupted.
+//! scenario file; 3 a peer could not be set up (missing browser or driver); 4 every scenario
+//! passed but setup time regressed against `--baseline`; 130 interrupted.
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -19,6 +20,8 @@ const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 /// Exit code: a peer could not be set up.
 const EXIT_SETUP: u8 = 3;
+/// Exit code: setup time regressed against the baseline.
+const EXIT_REGRESSION: u8 = 4;
 /// Exit code: interrupted (Ctrl-C).
 const EXIT_INTERRUPTED: u8 = 130;
 
@@ -61,7 +64,34 @@ struct RunArgs {
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     #[command(flatten)]
+    outputs: OutputArgs,
+    /// Write a Markdown summary (verdicts, setup-time percentiles, failures) to FILE.
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+    /// Compare each scenario's median and p95 of every phase with this saved results file.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// With --baseline: largest allowed increase, percent.
+    #[arg(long, value_name = "PCT", default_value_t = 20.0)]
+    max_regression: f64,
+    /// With --baseline: an increase must also exceed this many ms to count.
+    #[arg(long, value_name = "MS", default_value_t = 1.0)]
+    regression_floor_ms: f64,
+    /// Save this run's medians and p95s as a baseline file.
+    #[arg(long, value_name = "FILE")]
+    save_baseline: Option<PathBuf>,
+    #[command(flatten)]
     browsers: BrowserArgs,
+}
+
+#[derive(clap::Args)]
+struct OutputArgs {
+    /// Write JUnit XML (one test case per scenario run, or per matrix cell) to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Write a self-contained HTML report (timelines, metrics, charts) to FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -81,6 +111,8 @@ struct MatrixArgs {
     /// Write the matrix and every run to FILE as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    #[command(flatten)]
+    outputs: OutputArgs,
     #[command(flatten)]
     browsers: BrowserArgs,
 }
@@ -173,6 +205,14 @@ async fn start_harness(b: &BrowserArgs) -> Result<Harness, ExitCode> {
     })
 }
 
+fn write_text(path: &std::path::Path, text: Result<String, String>) -> Result<(), ExitCode> {
+    text.and_then(|t| std::fs::write(path, t).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            eprintln!("error: writing {}: {e}", path.display());
+            ExitCode::from(EXIT_SETUP)
+        })
+}
+
 fn write_json(path: &std::path::Path, doc: &impl serde::Serialize) -> Result<(), ExitCode> {
     serde_json::to_vec_pretty(doc)
         .map_err(|e| e.to_string())
@@ -229,10 +269,28 @@ async fn matrix(args: MatrixArgs) -> ExitCode {
     println!("\n{}", m.render_text());
     let totals = report::totals(&runs);
     if let Some(path) = &args.markdown
-        && let Err(e) = std::fs::write(path, m.render_markdown())
+        && let Err(code) = write_text(path, Ok(m.render_markdown()))
     {
-        eprintln!("error: writing {}: {e}", path.display());
-        return ExitCode::from(EXIT_SETUP);
+        return code;
+    }
+    if let Some(path) = &args.outputs.junit
+        && let Err(code) = write_text(
+            path,
+            report::junit::matrix(&m, &runs).map_err(|e| e.to_string()),
+        )
+    {
+        return code;
+    }
+    if let Some(path) = &args.outputs.html {
+        let html = report::html::render(
+            &format!("rtc-harness matrix: {}", m.template),
+            &runs,
+            &report::summaries(&runs),
+            Some(&m),
+        );
+        if let Err(code) = write_text(path, html) {
+            return code;
+        }
     }
     if let Some(path) = &args.json {
         let doc = serde_json::json!({
@@ -370,7 +428,7 @@ async fn run(args: RunArgs) -> ExitCode {
         let doc = report::JsonReport {
             tool: report::TOOL,
             runs: &results,
-            summaries,
+            summaries: summaries.clone(),
             totals,
             peak_rss_kib: peak,
         };
@@ -378,10 +436,76 @@ async fn run(args: RunArgs) -> ExitCode {
             return code;
         }
     }
+    if let Some(path) = &args.outputs.junit
+        && let Err(code) = write_text(
+            path,
+            report::junit::runs(&results).map_err(|e| e.to_string()),
+        )
+    {
+        return code;
+    }
+    if let Some(path) = &args.markdown
+        && let Err(code) = write_text(
+            path,
+            Ok(report::markdown::render(&results, &summaries, totals)),
+        )
+    {
+        return code;
+    }
+    if let Some(path) = &args.outputs.html
+        && let Err(code) = write_text(
+            path,
+            report::html::render("rtc-harness run", &results, &summaries, None),
+        )
+    {
+        return code;
+    }
+    if let Some(path) = &args.save_baseline
+        && let Err(code) = write_json(
+            path,
+            &report::baseline::Baseline::from_summaries(&summaries),
+        )
+    {
+        return code;
+    }
+    let mut regressed = false;
+    if let Some(path) = &args.baseline {
+        let base = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                serde_json::from_str::<report::baseline::Baseline>(&t).map_err(|e| e.to_string())
+            });
+        let base = match base {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: baseline {}: {e}", path.display());
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
+        let found = report::baseline::compare(
+            &base,
+            &summaries,
+            args.max_regression,
+            args.regression_floor_ms,
+        );
+        for r in &found {
+            println!("REGRESSION {r}");
+        }
+        println!(
+            "baseline {}: {} regression(s) over {}% (and {} ms)",
+            path.display(),
+            found.len(),
+            args.max_regression,
+            args.regression_floor_ms
+        );
+        regressed = !found.is_empty();
+    }
     if results.iter().any(|r| r.verdict == Verdict::SetupError) {
         ExitCode::from(EXIT_SETUP)
     } else if totals.failed > 0 {
         ExitCode::from(EXIT_FAILED)
+    } else if regressed {
+        ExitCode::from(EXIT_REGRESSION)
     } else {
         ExitCode::SUCCESS
     }

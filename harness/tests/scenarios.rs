@@ -8,6 +8,8 @@
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use rtc_harness::engine::Verdict;
+use rtc_harness::peer::browser::chromium::Chromium;
+use rtc_harness::peer::browser::{Flavor, Instance};
 use rtc_harness::runner::{Harness, Options};
 use rtc_harness::scenario;
 use rtc_harness::scenario::{PeerKind, Plan};
@@ -54,6 +56,7 @@ fn main() {
         let name = format!("matrix/{}->{}", o.as_str(), a.as_str());
         trials.push(plan_trial(name, plan, ci));
     }
+    trials.push(html_report_trial(ci));
     let conclusion = libtest_mimic::run(&args, trials);
     // Statics are never dropped: close the reused browsers explicitly.
     if let Some(s) = SHARED.get() {
@@ -120,4 +123,83 @@ fn run_plan(plan: &Plan) -> Result<(), Failed> {
         }
         _ => Err(report::render_run(&r).into()),
     }
+}
+
+/// The HTML report, opened in headless Chromium: the elements a person looks for exist.
+fn html_report_trial(ci: bool) -> Trial {
+    let chromium = Chromium::default();
+    let ignored = match chromium.programs() {
+        Err(reason) if !ci => {
+            eprintln!("skipping reports/html-in-chromium: {reason}");
+            true
+        }
+        _ => false,
+    };
+    Trial::test("reports/html-in-chromium", move || {
+        let s = shared();
+        let template = matrix::load_template(None).map_err(Failed::from)?;
+        let plan = matrix::instantiate(&template, PeerKind::Bot, PeerKind::Bot);
+        let runs: Vec<_> = (1..=2)
+            .map(|rep| s.rt.block_on(s.harness.engine.run(&plan, rep, &|_, _| {})))
+            .collect();
+        let m = matrix::Matrix {
+            template: template.name.clone(),
+            kinds: vec![PeerKind::Bot],
+            cells: vec![matrix::cell(PeerKind::Bot, PeerKind::Bot, &runs)],
+        };
+        let html = report::html::render("test report", &runs, &report::summaries(&runs), Some(&m))
+            .map_err(Failed::from)?;
+        // Nothing fetched from anywhere (an SVG's xmlns is a name, not a fetch).
+        for banned in [
+            "<script",
+            "<link",
+            "src=\"http",
+            "href=\"http",
+            "url(http",
+            "@import",
+        ] {
+            if html.contains(banned) {
+                return Err(format!("the report must be self-contained, found {banned:?}").into());
+            }
+        }
+        let dir = tempfile::tempdir().map_err(|e| Failed::from(e.to_string()))?;
+        let file = dir.path().join("report.html");
+        std::fs::write(&file, &html).map_err(|e| Failed::from(e.to_string()))?;
+        s.rt.block_on(async {
+            let browser = Instance::start(&chromium, dir.path(), "report")
+                .await
+                .map_err(|e| Failed::from(e.to_string()))?;
+            let checked = async {
+                let c = browser.client();
+                c.goto(&format!("file://{}", file.display()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for css in [
+                    "section.scenario h2 .pass",
+                    "div.chart.timeline svg",
+                    "table.metrics",
+                    "div.chart.distribution svg",
+                    "table.percentiles",
+                    "div.chart.matrix svg",
+                    "div.legend",
+                ] {
+                    c.find(fantoccini::Locator::Css(css))
+                        .await
+                        .map_err(|e| format!("{css}: {e}"))?;
+                }
+                let lanes = c
+                    .find_all(fantoccini::Locator::Css("div.chart.timeline svg rect"))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if lanes.len() < 8 {
+                    return Err(format!("timeline has only {} shapes", lanes.len()));
+                }
+                Ok::<(), String>(())
+            }
+            .await;
+            browser.close().await;
+            checked.map_err(Failed::from)
+        })
+    })
+    .with_ignored_flag(ignored)
 }

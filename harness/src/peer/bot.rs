@@ -239,6 +239,7 @@ impl Peer for Bot {
             driver: None,
             clock_error_ms: 0.0,
             reused_browser: None,
+            driver_log: None,
         }
     }
 

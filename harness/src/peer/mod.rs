@@ -127,6 +127,8 @@ pub struct PeerInfo {
     pub clock_error_ms: f64,
     /// Browsers: whether this peer ran in an instance an earlier scenario had used.
     pub reused_browser: Option<bool>,
+    /// Browsers: the driver's log file (it covers every scenario the instance served).
+    pub driver_log: Option<String>,
 }
 
 /// Errors of peers.
@@ -167,6 +169,10 @@ pub trait Peer: Send + Sync {
     async fn send(&self, req: &SendRequest) -> Result<(), PeerError>;
     /// Calls `close()` on one connection.
     async fn close(&self, connection: &str) -> Result<(), PeerError>;
+    /// Console output of the peer so far (browsers: the page's `console.*` calls).
+    fn console(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Releases everything (connections, sessions, processes). Idempotent.
     async fn shutdown(&self);
 }

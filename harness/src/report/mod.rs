@@ -1,4 +1,10 @@
-//! Outputs: the verdict table for people and the JSON document for machines.
+//! Outputs: the verdict table for people, the JSON document for machines, JUnit XML for CI
+//! systems, a Markdown summary, a self-contained HTML report, and setup-time baselines.
+
+pub mod baseline;
+pub mod html;
+pub mod junit;
+pub mod markdown;
 
 use crate::engine::{RunResult, Verdict};
 use crate::metrics::{self, Summary};

@@ -225,6 +225,7 @@ impl Launcher for BrowserLauncher {
             product: instance.product.clone(),
             driver: instance.driver_version.clone(),
             reused: was_reused,
+            driver_log: instance.log.display().to_string(),
             instance: tokio::sync::Mutex::new(Some(instance)),
             control,
             offset: offset_cell,
@@ -235,18 +236,25 @@ impl Launcher for BrowserLauncher {
 
 static SERIAL: AtomicU64 = AtomicU64::new(1);
 
-/// One browser: its driver process group, WebDriver session and profile directory.
-struct Instance {
+/// One browser: its driver process group, WebDriver session and profile directory. Peers use
+/// it through [`BrowserLauncher`]; tests may open one directly to look at a page.
+pub struct Instance {
     client: fantoccini::Client,
     group: ProcessGroup,
     product: String,
     driver_version: Option<String>,
     serial: u64,
+    log: PathBuf,
     _profile: tempfile::TempDir,
 }
 
 impl Instance {
-    async fn start(flavor: &dyn Flavor, log_dir: &Path, label: &str) -> Result<Self, PeerError> {
+    /// Starts the driver and a session.
+    pub async fn start(
+        flavor: &dyn Flavor,
+        log_dir: &Path,
+        label: &str,
+    ) -> Result<Self, PeerError> {
         let programs = flavor.programs()?;
         let profile = tempfile::Builder::new()
             .prefix(&format!("rtc-harness-{}-", flavor.kind()))
@@ -303,12 +311,18 @@ impl Instance {
             product,
             driver_version,
             serial,
+            log,
             _profile: profile,
         })
     }
 
+    /// The WebDriver session.
+    pub fn client(&self) -> &fantoccini::Client {
+        &self.client
+    }
+
     /// Ends the session and kills the driver's process group (browser included).
-    async fn close(self) {
+    pub async fn close(self) {
         let Instance {
             client, mut group, ..
         } = self;
@@ -379,6 +393,7 @@ struct BrowserPeer {
     product: String,
     driver: Option<String>,
     reused: bool,
+    driver_log: String,
     instance: tokio::sync::Mutex<Option<Instance>>,
     control: Control,
     offset: Arc<Mutex<Option<ClockOffset>>>,
@@ -400,7 +415,16 @@ impl Peer for BrowserPeer {
                 .and_then(|o| o.map(|o| o.error_ms))
                 .unwrap_or(f64::NAN),
             reused_browser: Some(self.reused),
+            driver_log: Some(self.driver_log.clone()),
         }
+    }
+
+    fn console(&self) -> Vec<String> {
+        self.control
+            .console
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
     }
 
     async fn connect(&self, req: &ConnectRequest) -> Result<(), PeerError> {
@@ -456,6 +480,7 @@ struct Control {
     next_id: AtomicU64,
     clock: crate::clock::Clock,
     gone: Arc<std::sync::atomic::AtomicBool>,
+    console: Arc<Mutex<Vec<String>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -476,6 +501,8 @@ impl Control {
         let clock = sink.clock();
         let reader_pending = pending.clone();
         let reader_gone = gone.clone();
+        let console: Arc<Mutex<Vec<String>>> = Arc::default();
+        let reader_console = console.clone();
         let reader = tokio::spawn(async move {
             let mut hello_tx = Some(hello_tx);
             while let Some(Ok(msg)) = ws_rx.next().await {
@@ -496,6 +523,17 @@ impl Control {
                     Some("hello") => {
                         if let Some(tx) = hello_tx.take() {
                             let _ = tx.send(v);
+                        }
+                    }
+                    Some("console") => {
+                        if let Ok(mut c) = reader_console.lock()
+                            && c.len() < 10_000
+                        {
+                            c.push(format!(
+                                "{} {}",
+                                v["level"].as_str().unwrap_or("log"),
+                                v["text"].as_str().unwrap_or("")
+                            ));
                         }
                     }
                     Some("page-error") => sink.emit(
@@ -531,6 +569,7 @@ impl Control {
             next_id: AtomicU64::new(1),
             clock,
             gone,
+            console,
             tasks: vec![writer, reader],
         }
     }

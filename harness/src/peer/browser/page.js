@@ -223,5 +223,13 @@ control.onopen = async () => {
   }
   post({ type: "hello", user_agent: navigator.userAgent, media, self_check: SELF_CHECK });
 };
+// The page's console output goes to the harness too (kept with the results).
+for (const level of ["log", "info", "warn", "error", "debug"]) {
+  const original = console[level].bind(console);
+  console[level] = (...args) => {
+    original(...args);
+    post({ type: "console", level, text: args.map((a) => (typeof a === "string" ? a : JSON.stringify(a))).join(" ") });
+  };
+}
 window.addEventListener("error", (e) => post({ type: "page-error", message: String(e.message) }));
 window.addEventListener("unhandledrejection", (e) => post({ type: "page-error", message: String(e.reason) }));
