@@ -12,6 +12,7 @@ use crate::peer::{
 };
 use crate::scenario::{Plan, Step};
 use crate::timeline::{Event, EventKind, StateMachine, Timeline};
+use crate::turn::EmbeddedTurn;
 use crate::verdict::{self, Failure};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -66,6 +67,8 @@ pub struct RunResult {
     pub metrics: BTreeMap<String, PeerMetrics>,
     /// Console output by peer id (browsers), up to the end of the run.
     pub console: BTreeMap<String, Vec<String>>,
+    /// The embedded TURN server's log, when the scenario had one.
+    pub turn_log: Option<String>,
     /// All events.
     pub timeline: Timeline,
 }
@@ -87,6 +90,14 @@ pub struct Engine {
     launchers: Launchers,
     signaling_url: String,
     clock: Clock,
+    log_dir: std::path::PathBuf,
+}
+
+/// What every connect step of one run hands to its peers.
+struct RunIce<'a> {
+    servers: Vec<crate::scenario::IceServerEntry>,
+    policy: crate::scenario::IcePolicy,
+    turn: Option<&'a EmbeddedTurn>,
 }
 
 struct Running {
@@ -95,17 +106,27 @@ struct Running {
 }
 
 impl Engine {
-    /// An engine whose peers use the signaling server at `signaling_url`.
-    pub fn new(launchers: Launchers, signaling_url: String, clock: Clock) -> Self {
+    /// An engine whose peers use the signaling server at `signaling_url`; servers it starts
+    /// (TURN) log into `log_dir`.
+    pub fn new(
+        launchers: Launchers,
+        signaling_url: String,
+        clock: Clock,
+        log_dir: std::path::PathBuf,
+    ) -> Self {
         Self {
             launchers,
             signaling_url,
             clock,
+            log_dir,
         }
     }
 
     /// Whether every kind the plan needs is installed; the error names what is missing.
     pub fn check_kinds(&self, plan: &Plan) -> Result<(), PeerError> {
+        if plan.ice.embedded_turn.is_some() {
+            crate::turn::find()?;
+        }
         for kind in plan.kinds() {
             match self.launchers.get(kind) {
                 Some(l) => l.check()?,
@@ -142,8 +163,43 @@ impl Engine {
             peers: Vec::new(),
             metrics: BTreeMap::new(),
             console: BTreeMap::new(),
+            turn_log: None,
             timeline: Timeline::new(),
         };
+
+        // The scenario's own TURN server comes first: peers get its URLs when they connect.
+        let mut turn = None;
+        if plan.ice.embedded_turn.is_some() {
+            let label = plan
+                .source
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match EmbeddedTurn::start(&self.log_dir, &label).await {
+                Ok(t) => {
+                    result.turn_log = Some(t.log().display().to_string());
+                    turn = Some(t);
+                }
+                Err(e) => {
+                    result.verdict = if matches!(e, PeerError::Missing { .. }) {
+                        Verdict::SetupError
+                    } else {
+                        Verdict::Fail
+                    };
+                    result.reason = Some(format!("the embedded TURN server could not start: {e}"));
+                    result.wall_ms = wall.elapsed().as_secs_f64() * 1000.0;
+                    return result;
+                }
+            }
+        }
+        let mut ice = RunIce {
+            servers: plan.ice.servers.clone(),
+            policy: plan.ice.policy,
+            turn: turn.as_ref(),
+        };
+        if let (Some(t), Some(p)) = (&turn, &plan.ice.embedded_turn) {
+            ice.servers.push(t.ice_server(p));
+        }
 
         // Launch every peer, concurrently, each under a deadline.
         let launches = plan.peers.iter().map(|p| {
@@ -217,7 +273,15 @@ impl Engine {
                 what: &limit,
             };
             let r = self
-                .step(&sp.step, &peers, bound, &mut rx, &mut timeline, origin)
+                .step(
+                    &sp.step,
+                    &peers,
+                    bound,
+                    &mut rx,
+                    &mut timeline,
+                    origin,
+                    &ice,
+                )
                 .await;
             if let Err(e) = r {
                 step_error = Some(format!("step {} ({desc}) failed: {e}", i + 1));
@@ -245,6 +309,10 @@ impl Engine {
             }
         }
         shutdown(&peers).await;
+        drop(ice);
+        if let Some(mut t) = turn {
+            t.stop();
+        }
         while let Ok(ev) = rx.try_recv() {
             timeline.push(place(ev, origin));
         }
@@ -300,6 +368,9 @@ impl Engine {
         result
     }
 
+    // The run's state is threaded through explicitly (peers, deadline, event stream, timeline,
+    // origin, ICE servers) rather than bundled, so each step sees exactly what it uses.
+    #[allow(clippy::too_many_arguments)]
     async fn step(
         &self,
         step: &Step,
@@ -308,6 +379,7 @@ impl Engine {
         rx: &mut mpsc::UnboundedReceiver<RawEvent>,
         timeline: &mut Timeline,
         origin: f64,
+        ice: &RunIce<'_>,
     ) -> Result<(), String> {
         let get = |id: &str| {
             peers
@@ -331,6 +403,8 @@ impl Engine {
                         data_channel: data_channel.clone(),
                         trickle: *trickle,
                         signaling_url: self.signaling_url.clone(),
+                        ice_servers: ice.servers.clone(),
+                        ice_transport_policy: ice.policy,
                     };
                     bounded(deadline, &format!("{id}: connect"), get(id)?.connect(&req)).await?;
                 }
@@ -380,9 +454,13 @@ impl Engine {
                 timeline.push(place(ev, origin));
             }
             match step_done(step, timeline) {
-                Progress::Done => return Ok(()),
+                Progress::Done => break,
                 Progress::Failed(why) => {
-                    return Err(format!("{why}\n{}", diagnose(step, timeline)));
+                    return Err(format!(
+                        "{why}{}\n{}",
+                        turn_errors(ice.turn),
+                        diagnose(step, timeline)
+                    ));
                 }
                 Progress::Waiting => {}
             }
@@ -391,14 +469,55 @@ impl Engine {
                 Ok(None) => return Err("event channel closed".into()),
                 Err(_) => {
                     return Err(format!(
-                        "deadline ({}) passed while waiting for {}\n{}",
+                        "deadline ({}) passed while waiting for {}{}\n{}",
                         deadline.what,
                         waiting_for(step, timeline),
+                        turn_errors(ice.turn),
                         diagnose(step, timeline)
                     ));
                 }
             }
         }
+        // A connected pair: record which candidate pair each side selected.
+        if let Step::Connect {
+            connection,
+            offerer,
+            answerer,
+            ..
+        } = step
+        {
+            for id in [offerer, answerer] {
+                let what = format!("{id}: selected candidate pair");
+                if let Some((local, remote)) =
+                    bounded(deadline, &what, get(id)?.selected_pair(connection)).await?
+                {
+                    timeline.push(Event {
+                        t_ms: self.clock.now_unix_ms() - origin,
+                        peer: id.clone(),
+                        connection: connection.clone(),
+                        event: EventKind::SelectedCandidatePair { local, remote },
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the embedded TURN server logged as errors (wrong credentials show as 401), if any.
+fn turn_errors(turn: Option<&EmbeddedTurn>) -> String {
+    let Some(t) = turn else {
+        return String::new();
+    };
+    let lines = t.error_lines(3);
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n  TURN server ({}) reported: {}",
+            t.log().display(),
+            lines.join(" | ")
+        )
     }
 }
 
@@ -481,6 +600,33 @@ pub fn step_done(step: &Step, timeline: &Timeline) -> Progress {
                 }
                 if timeline.current_state(p, StateMachine::Connection) == Some("failed") {
                     return Progress::Failed(format!("peer {p}: connectionState failed"));
+                }
+                // Gathering finished without a single candidate: nothing can ever connect.
+                let mine = |e: &&Event| e.connection == *connection;
+                let gathered = timeline
+                    .of_peer(p)
+                    .filter(mine)
+                    .any(|e| matches!(e.event, EventKind::LocalCandidate { .. }));
+                let complete = timeline.of_peer(p).filter(mine).any(|e| {
+                    matches!(&e.event, EventKind::State { machine: StateMachine::IceGathering, state } if state == "complete")
+                });
+                if complete && !gathered {
+                    let errors: Vec<String> = timeline
+                        .of_peer(p)
+                        .filter(mine)
+                        .filter_map(|e| match &e.event {
+                            EventKind::IceCandidateError { .. } => Some(e.event.to_string()),
+                            _ => None,
+                        })
+                        .collect();
+                    return Progress::Failed(format!(
+                        "peer {p} gathered no ICE candidates{}",
+                        if errors.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", errors.join("; "))
+                        }
+                    ));
                 }
             }
             let connected = [offerer, answerer]

@@ -46,4 +46,5 @@ pub mod runner;
 pub mod scenario;
 pub mod server;
 pub mod timeline;
+pub mod turn;
 pub mod verdict;

@@ -74,7 +74,7 @@ impl Harness {
             .with(PeerKind::Bot, Arc::new(BotLauncher::default()))
             .with(PeerKind::Chromium, Arc::new(chromium.clone()))
             .with(PeerKind::Firefox, Arc::new(firefox.clone()));
-        let engine = Engine::new(launchers, server.signaling_url(), clock);
+        let engine = Engine::new(launchers, server.signaling_url(), clock, log_dir.clone());
         Ok(Self {
             _server: server,
             browsers: vec![chromium, firefox],

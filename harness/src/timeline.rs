@@ -132,6 +132,23 @@ pub enum EventKind {
         /// The candidate line.
         candidate: String,
     },
+    /// An `icecandidateerror` event (W3C webrtc-pc §4.8.2): a STUN/TURN server answered
+    /// with an error, e.g. 401 for wrong TURN credentials.
+    IceCandidateError {
+        /// The server URL.
+        url: String,
+        /// STUN error code (RFC 5389 §15.6), or 701 when the server could not be reached.
+        error_code: u16,
+        /// The reason phrase.
+        error_text: String,
+    },
+    /// The selected candidate pair once connected (from the peer's stats).
+    SelectedCandidatePair {
+        /// Local candidate type.
+        local: String,
+        /// Remote candidate type.
+        remote: String,
+    },
     /// A data channel reached `open` on this peer.
     DataChannelOpen {
         /// Channel label.
@@ -179,6 +196,14 @@ impl fmt::Display for EventKind {
                 candidate_type,
                 candidate,
             } => write!(f, "remote candidate {candidate_type} ({candidate})"),
+            EventKind::IceCandidateError {
+                url,
+                error_code,
+                error_text,
+            } => write!(f, "icecandidateerror {error_code} {error_text} ({url})"),
+            EventKind::SelectedCandidatePair { local, remote } => {
+                write!(f, "selected candidate pair {local} -> {remote}")
+            }
             EventKind::DataChannelOpen { label } => write!(f, "data channel '{label}' open"),
             EventKind::MessagesSent { label, count } => {
                 write!(f, "sent {count} messages on '{label}'")

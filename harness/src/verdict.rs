@@ -79,6 +79,40 @@ pub fn check(exp: &Expectation, timeline: &Timeline, metrics: &PeerMetrics) -> V
             ));
         }
     }
+    if let Some(want) = &exp.candidate_types_gathered {
+        let mut got: Vec<String> = timeline
+            .of_peer(&exp.peer)
+            .filter_map(|e| match &e.event {
+                crate::timeline::EventKind::LocalCandidate { candidate_type, .. } => {
+                    Some(candidate_type.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        got.sort();
+        got.dedup();
+        if got != *want {
+            out.push(fail("candidate_types_gathered", list(want), list(&got)));
+        }
+    }
+    if let Some((local, remote)) = &exp.selected_pair {
+        let got = timeline.of_peer(&exp.peer).find_map(|e| match &e.event {
+            crate::timeline::EventKind::SelectedCandidatePair { local, remote } => {
+                Some((local.clone(), remote.clone()))
+            }
+            _ => None,
+        });
+        let want = format!("local {local}, remote {remote}");
+        match got {
+            Some((l, r)) if l == *local && r == *remote => {}
+            Some((l, r)) => out.push(fail(
+                "selected_pair",
+                want,
+                format!("local {l}, remote {r}"),
+            )),
+            None => out.push(fail("selected_pair", want, "no selected pair".into())),
+        }
+    }
     if let Some(max) = exp.setup_ms_max {
         match metrics.setup_ms {
             Some(v) if v <= max => {}

@@ -25,8 +25,10 @@ use tokio::sync::{mpsc, watch};
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelState};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceConnectionState, RTCIceGatheringState, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, RTCSessionDescription, RTCSignalingState, SettingEngineBuilder,
+    RTCIceCandidateInit, RTCIceConnectionState, RTCIceGatheringState, RTCIceServer,
+    RTCIceTransportPolicy, RTCPeerConnectionIceErrorEvent, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription, RTCSignalingState, RTCStatsReportEntry,
+    SettingEngineBuilder, StatsSelector,
 };
 
 /// webrtc-rs version this harness is built against.
@@ -131,6 +133,17 @@ impl PeerConnectionEventHandler for Handler {
             );
             let _ = self.candidates.send(Some(init));
         }
+    }
+
+    async fn on_ice_candidate_error(&self, event: RTCPeerConnectionIceErrorEvent) {
+        self.sink.emit(
+            &self.connection,
+            EventKind::IceCandidateError {
+                url: event.url.clone(),
+                error_code: event.error_code,
+                error_text: event.error_text.clone(),
+            },
+        );
     }
 
     async fn on_signaling_state_change(&self, state: RTCSignalingState) {
@@ -258,8 +271,25 @@ impl Peer for Bot {
         for m in StateMachine::ALL {
             handler.state(m, m.initial().to_string());
         }
+        let servers = req
+            .ice_servers
+            .iter()
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone().unwrap_or_default(),
+                credential: s.credential.clone().unwrap_or_default(),
+            })
+            .collect();
+        let policy = match req.ice_transport_policy {
+            crate::scenario::IcePolicy::All => RTCIceTransportPolicy::All,
+            crate::scenario::IcePolicy::Relay => RTCIceTransportPolicy::Relay,
+        };
+        let config = RTCConfigurationBuilder::new()
+            .with_ice_servers(servers)
+            .with_ice_transport_policy(policy)
+            .build();
         let pc = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_configuration(config)
             .with_setting_engine(self.setting_engine())
             .with_handler(handler)
             .with_udp_addrs(vec![format!("{}:0", self.bind_ip)])
@@ -335,6 +365,44 @@ impl Peer for Bot {
             },
         );
         Ok(())
+    }
+
+    async fn selected_pair(&self, connection: &str) -> Result<Option<(String, String)>, PeerError> {
+        let conn = self.connection(connection)?;
+        let report = conn
+            .pc
+            .get_stats(std::time::Instant::now(), StatsSelector::None)
+            .await;
+        // The transport's selectedCandidatePairId when webrtc-rs fills it, else the nominated
+        // pair (webrtc-stats RTCIceCandidatePairStats.nominated).
+        let by_id = report
+            .transport()
+            .map(|t| t.selected_candidate_pair_id.clone())
+            .filter(|id| !id.is_empty())
+            .and_then(|id| match report.get(&id) {
+                Some(RTCStatsReportEntry::IceCandidatePair(p)) => Some(p),
+                _ => None,
+            });
+        let Some(pair) = by_id.or_else(|| report.candidate_pairs().find(|p| p.nominated)) else {
+            return Ok(None);
+        };
+        // webrtc-rs 0.21 names the candidates' stats objects `RTCLocalIceCandidate_<id>` and
+        // `RTCRemoteIceCandidate_<id>` while the pair's localCandidateId/remoteCandidateId hold
+        // the bare `<id>`: accept both.
+        let kind = |id: &str, prefix: &str| {
+            let entry = report
+                .get(id)
+                .or_else(|| report.get(&format!("{prefix}_{id}")));
+            match entry {
+                Some(RTCStatsReportEntry::LocalCandidate(c))
+                | Some(RTCStatsReportEntry::RemoteCandidate(c)) => {
+                    Some(c.candidate_type.to_string())
+                }
+                _ => None,
+            }
+        };
+        Ok(kind(&pair.local_candidate_id, "RTCLocalIceCandidate")
+            .zip(kind(&pair.remote_candidate_id, "RTCRemoteIceCandidate")))
     }
 
     async fn close(&self, connection: &str) -> Result<(), PeerError> {

@@ -96,6 +96,10 @@ pub struct ConnectRequest {
     pub trickle: bool,
     /// WebSocket URL of the signaling server.
     pub signaling_url: String,
+    /// `RTCConfiguration.iceServers`.
+    pub ice_servers: Vec<crate::scenario::IceServerEntry>,
+    /// `RTCConfiguration.iceTransportPolicy`.
+    pub ice_transport_policy: crate::scenario::IcePolicy,
 }
 
 /// Ask a peer to send test messages (see [`crate::payload`]).
@@ -167,6 +171,8 @@ pub trait Peer: Send + Sync {
     async fn connect(&self, req: &ConnectRequest) -> Result<(), PeerError>;
     /// Sends test messages; returns once they are handed to the data channel.
     async fn send(&self, req: &SendRequest) -> Result<(), PeerError>;
+    /// The selected candidate pair's (local, remote) candidate types, from the peer's stats.
+    async fn selected_pair(&self, connection: &str) -> Result<Option<(String, String)>, PeerError>;
     /// Calls `close()` on one connection.
     async fn close(&self, connection: &str) -> Result<(), PeerError>;
     /// Console output of the peer so far (browsers: the page's `console.*` calls).

@@ -43,7 +43,8 @@ fn tick_color(e: &EventKind) -> Option<RGBColor> {
         EventKind::MessageReceived { .. } | EventKind::MessagesSent { .. } => {
             RGBColor(0x15, 0x65, 0xc0)
         }
-        EventKind::Error { .. } => RGBColor(0xd9, 0x30, 0x25),
+        EventKind::Error { .. } | EventKind::IceCandidateError { .. } => RGBColor(0xd9, 0x30, 0x25),
+        EventKind::SelectedCandidatePair { .. } => RGBColor(0x00, 0x69, 0x5c),
         EventKind::Closed => RGBColor(0x5f, 0x63, 0x68),
         EventKind::State { .. } => return None,
     })

@@ -110,6 +110,7 @@ mod tests {
             }],
             metrics: Default::default(),
             console: Default::default(),
+            turn_log: None,
             timeline,
         }
     }

@@ -22,6 +22,9 @@ pub struct ScenarioFile {
     /// (used by `scenarios/must-fail/`). It then passes only if it fails that way.
     #[serde(default)]
     pub expected_failure: Option<String>,
+    /// ICE servers, transport policy, trickle default.
+    #[serde(default)]
+    pub ice: Option<IceEntry>,
     /// The peers taking part.
     pub peers: Vec<PeerEntry>,
     /// Steps, run in order.
@@ -30,6 +33,64 @@ pub struct ScenarioFile {
     /// Expectations checked after the last step.
     #[serde(default)]
     pub expect: Vec<ExpectEntry>,
+}
+
+/// The `[ice]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceEntry {
+    /// `iceTransportPolicy`: `all` (default) or `relay`.
+    pub policy: Option<IcePolicy>,
+    /// Default `trickle` of connect steps (a step's own `trickle` wins).
+    pub trickle: Option<bool>,
+    /// STUN/TURN servers, as `RTCIceServer` dictionaries.
+    #[serde(default)]
+    pub servers: Vec<IceServerEntry>,
+    /// Start a real coturn for the scenario and give every peer its TURN URLs.
+    pub embedded_turn: Option<EmbeddedTurnEntry>,
+}
+
+/// `iceTransportPolicy` (W3C webrtc-pc §4.2.1, RTCIceTransportPolicy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum IcePolicy {
+    /// Use every candidate type.
+    #[default]
+    All,
+    /// Use relay candidates only.
+    Relay,
+}
+
+/// An `RTCIceServer` (W3C webrtc-pc §4.2.2).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IceServerEntry {
+    /// `stun:`/`turn:`/`turns:` URLs (RFC 7064, RFC 7065).
+    pub urls: Vec<String>,
+    /// TURN username.
+    pub username: Option<String>,
+    /// TURN password.
+    pub credential: Option<String>,
+}
+
+/// `[ice.embedded_turn]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedTurnEntry {
+    /// Which `transport=` URLs the peers get: `udp`, `tcp` (default both).
+    pub transports: Option<Vec<TurnTransport>>,
+    /// Give the peers this password instead of the right one (tests the failure path).
+    pub credential: Option<String>,
+}
+
+/// TURN client-to-server transport (RFC 7065 `transport=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TurnTransport {
+    /// TURN over UDP.
+    Udp,
+    /// TURN over TCP.
+    Tcp,
 }
 
 /// Which implementation drives a peer.
@@ -173,4 +234,18 @@ pub struct ExpectEntry {
     pub received_messages: Option<u64>,
     /// Upper bound on `setup_ms` (offerer's createOffer to this peer's `connected`), ms.
     pub setup_ms_max: Option<f64>,
+    /// The candidate types this peer gathered, as a set (`host`, `srflx`, `prflx`, `relay`).
+    pub candidate_types_gathered: Option<Vec<String>>,
+    /// Types of the selected candidate pair once connected.
+    pub selected_pair: Option<SelectedPairEntry>,
+}
+
+/// `selected_pair = { local = "relay", remote = "host" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectedPairEntry {
+    /// Local candidate type.
+    pub local: String,
+    /// Remote candidate type.
+    pub remote: String,
 }

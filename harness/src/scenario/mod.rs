@@ -24,8 +24,11 @@
 mod file;
 mod plan;
 
-pub use file::{Action, PeerKind};
-pub use plan::{BotTimers, Expectation, PeerPlan, Plan, Step, StepPlan};
+pub use file::{Action, IcePolicy, IceServerEntry, PeerKind, TurnTransport};
+pub use plan::{
+    BotTimers, CANDIDATE_TYPES, EmbeddedTurnPlan, Expectation, IcePlan, PeerPlan, Plan, Step,
+    StepPlan,
+};
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,10 @@
 //! From a deserialized file to a checked [`Plan`]: peer ids resolve, each step has exactly the
 //! keys its action needs, and no step is impossible given the steps before it.
 
-use super::file::{Action, ExpectEntry, PeerEntry, PeerKind, ScenarioFile, StepEntry};
+use super::file::{
+    Action, ExpectEntry, IceEntry, IcePolicy, IceServerEntry, PeerEntry, PeerKind, ScenarioFile,
+    StepEntry, TurnTransport,
+};
 use super::{ScenarioError, line_column};
 use crate::timeline::StateMachine;
 use std::collections::{HashMap, HashSet};
@@ -32,6 +35,8 @@ pub struct Plan {
     pub timeout: Duration,
     /// Expected failure diagnostic (must-fail scenarios).
     pub expected_failure: Option<String>,
+    /// ICE configuration shared by every peer.
+    pub ice: IcePlan,
     /// Peers, in file order.
     pub peers: Vec<PeerPlan>,
     /// Steps, in order.
@@ -45,6 +50,29 @@ impl Plan {
     pub fn kinds(&self) -> HashSet<PeerKind> {
         self.peers.iter().map(|p| p.kind).collect()
     }
+}
+
+/// The candidate types (RFC 8445 §5.1.1, W3C `RTCIceCandidateType`).
+pub const CANDIDATE_TYPES: [&str; 4] = ["host", "srflx", "prflx", "relay"];
+
+/// ICE configuration of a scenario.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IcePlan {
+    /// `iceTransportPolicy`.
+    pub policy: IcePolicy,
+    /// Servers given as such.
+    pub servers: Vec<IceServerEntry>,
+    /// A coturn the harness starts for the scenario.
+    pub embedded_turn: Option<EmbeddedTurnPlan>,
+}
+
+/// The embedded TURN server's settings.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EmbeddedTurnPlan {
+    /// Which `transport=` URLs peers get.
+    pub transports: Vec<TurnTransport>,
+    /// A wrong password to hand out instead of the right one.
+    pub wrong_credential: Option<String>,
 }
 
 /// ICE timer overrides for a bot (`None` keeps the webrtc-rs default).
@@ -167,6 +195,10 @@ pub struct Expectation {
     pub received_messages: Option<u64>,
     /// Upper bound on setup_ms.
     pub setup_ms_max: Option<f64>,
+    /// Candidate types gathered, sorted and unique.
+    pub candidate_types_gathered: Option<Vec<String>>,
+    /// Selected pair's (local, remote) candidate types.
+    pub selected_pair: Option<(String, String)>,
 }
 
 /// One segment of a key path.
@@ -283,9 +315,10 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
         ));
     }
 
+    let (ice, trickle_default) = check_ice(&c, raw.ice.as_ref())?;
     let peers = check_peers(&c, &raw.peers)?;
     let ids: Vec<&str> = peers.iter().map(|p| p.id.as_str()).collect();
-    let steps = check_steps(&c, &raw.steps, &ids, timeout_s)?;
+    let steps = check_steps(&c, &raw.steps, &ids, timeout_s, trickle_default)?;
     let expectations = check_expectations(&c, &raw.expect, &ids)?;
 
     Ok(Plan {
@@ -294,10 +327,84 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
         source: path.to_owned(),
         timeout: Duration::from_secs(timeout_s),
         expected_failure: raw.expected_failure,
+        ice,
         peers,
         steps,
         expectations,
     })
+}
+
+fn check_ice(c: &Checker<'_>, raw: Option<&IceEntry>) -> Result<(IcePlan, bool), ScenarioError> {
+    let Some(raw) = raw else {
+        return Ok((IcePlan::default(), true));
+    };
+    for (i, s) in raw.servers.iter().enumerate() {
+        let at = |k| {
+            [
+                Seg::Key("ice"),
+                Seg::Key("servers"),
+                Seg::Index(i),
+                Seg::Key(k),
+            ]
+        };
+        if s.urls.is_empty() {
+            return Err(c.err(&at("urls"), "an ICE server needs at least one URL"));
+        }
+        for u in &s.urls {
+            let scheme = u.split(':').next().unwrap_or("");
+            if !["stun", "stuns", "turn", "turns"].contains(&scheme) || !u.contains(':') {
+                return Err(c.err(
+                    &at("urls"),
+                    format!(
+                        "{u:?} is not a stun:, stuns:, turn: or turns: URL (RFC 7064, RFC 7065)"
+                    ),
+                ));
+            }
+            if scheme.starts_with("turn") && (s.username.is_none() || s.credential.is_none()) {
+                return Err(c.err(
+                    &at("urls"),
+                    format!("TURN URL {u:?} needs `username` and `credential`"),
+                ));
+            }
+        }
+    }
+    let embedded_turn = match &raw.embedded_turn {
+        None => None,
+        Some(t) => {
+            let transports = t
+                .transports
+                .clone()
+                .unwrap_or_else(|| vec![TurnTransport::Udp, TurnTransport::Tcp]);
+            if transports.is_empty() {
+                return Err(c.err(
+                    &[
+                        Seg::Key("ice"),
+                        Seg::Key("embedded_turn"),
+                        Seg::Key("transports"),
+                    ],
+                    "name at least one of \"udp\", \"tcp\"",
+                ));
+            }
+            Some(EmbeddedTurnPlan {
+                transports,
+                wrong_credential: t.credential.clone(),
+            })
+        }
+    };
+    if raw.policy == Some(IcePolicy::Relay) && raw.servers.is_empty() && embedded_turn.is_none() {
+        return Err(c.err(
+            &[Seg::Key("ice"), Seg::Key("policy")],
+            "policy \"relay\" needs a TURN server: add `servers` or `[ice.embedded_turn]`",
+        ));
+    }
+    Ok((
+        IcePlan {
+            policy: raw.policy.unwrap_or_default(),
+            servers: raw.servers.clone(),
+            embedded_turn,
+        },
+        raw.trickle.unwrap_or(true),
+    ))
 }
 
 fn check_peers(c: &Checker<'_>, raw: &[PeerEntry]) -> Result<Vec<PeerPlan>, ScenarioError> {
@@ -381,6 +488,7 @@ fn check_steps(
     raw: &[StepEntry],
     ids: &[&str],
     timeout_s: u64,
+    trickle_default: bool,
 ) -> Result<Vec<StepPlan>, ScenarioError> {
     // Connections known so far: id -> (offerer, answerer, data channel); and closed peers.
     let mut connections: Vec<(String, String, String, Option<String>)> = Vec::new();
@@ -508,7 +616,7 @@ fn check_steps(
                     offerer,
                     answerer,
                     data_channel: s.data_channel.clone(),
-                    trickle: s.trickle.unwrap_or(true),
+                    trickle: s.trickle.unwrap_or(trickle_default),
                 }
             }
             Action::Send => {
@@ -668,7 +776,52 @@ fn check_expectations(
         {
             return Err(c.err(&at("setup_ms_max"), "must be a positive number of ms"));
         }
+        let mut gathered = None;
+        if let Some(types) = &e.candidate_types_gathered {
+            for (j, t) in types.iter().enumerate() {
+                if !CANDIDATE_TYPES.contains(&t.as_str()) {
+                    return Err(c.err(
+                        &[
+                            Seg::Key("expect"),
+                            Seg::Index(i),
+                            Seg::Key("candidate_types_gathered"),
+                            Seg::Index(j),
+                        ],
+                        format!(
+                            "{t:?} is not a candidate type (one of: {})",
+                            CANDIDATE_TYPES.join(", ")
+                        ),
+                    ));
+                }
+            }
+            let mut t = types.clone();
+            t.sort();
+            t.dedup();
+            gathered = Some(t);
+        }
+        let mut selected = None;
+        if let Some(p) = &e.selected_pair {
+            for (k, v) in [("local", &p.local), ("remote", &p.remote)] {
+                if !CANDIDATE_TYPES.contains(&v.as_str()) {
+                    return Err(c.err(
+                        &[
+                            Seg::Key("expect"),
+                            Seg::Index(i),
+                            Seg::Key("selected_pair"),
+                            Seg::Key(k),
+                        ],
+                        format!(
+                            "{v:?} is not a candidate type (one of: {})",
+                            CANDIDATE_TYPES.join(", ")
+                        ),
+                    ));
+                }
+            }
+            selected = Some((p.local.clone(), p.remote.clone()));
+        }
         out.push(Expectation {
+            candidate_types_gathered: gathered,
+            selected_pair: selected,
             peer: e.peer.clone(),
             sequences,
             never,

@@ -439,6 +439,17 @@ impl Peer for BrowserPeer {
         self.control.command(cmd).await.map(|_| ())
     }
 
+    async fn selected_pair(&self, connection: &str) -> Result<Option<(String, String)>, PeerError> {
+        let v = self
+            .control
+            .command(json!({"cmd": "selected-pair", "connection": connection}))
+            .await?;
+        Ok(v["local"]
+            .as_str()
+            .zip(v["remote"].as_str())
+            .map(|(l, r)| (l.to_string(), r.to_string())))
+    }
+
     async fn close(&self, connection: &str) -> Result<(), PeerError> {
         self.control
             .command(json!({"cmd": "close", "connection": connection}))

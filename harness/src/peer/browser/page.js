@@ -86,7 +86,13 @@ function gatheringComplete(pc) {
 
 async function connect(cmd) {
   const { connection, role, data_channel, trickle, signaling_url } = cmd;
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  const iceServers = (cmd.ice_servers || []).map((s) => {
+    const server = { urls: s.urls };
+    if (s.username != null) server.username = s.username;
+    if (s.credential != null) server.credential = s.credential;
+    return server;
+  });
+  const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: cmd.ice_transport_policy || "all" });
   const c = { pc, channels: new Map(), pending: [], ws: null, queue: Promise.resolve() };
   conns.set(connection, c);
   const state = (machine, value) => emit(connection, { type: "state", machine, state: value });
@@ -107,6 +113,9 @@ async function connect(cmd) {
     if (e.candidate && e.candidate.candidate) sig({ type: "candidate", candidate: e.candidate.toJSON() });
     else if (!e.candidate) sig({ type: "candidate", candidate: null });
   };
+  pc.onicecandidateerror = (e) => emit(connection, {
+    type: "ice-candidate-error", url: String(e.url || ""), error_code: e.errorCode || 0, error_text: String(e.errorText || ""),
+  });
   pc.ondatachannel = (e) => attachChannel(c, connection, e.channel);
   if (role === "offerer" && data_channel) attachChannel(c, connection, pc.createDataChannel(data_channel));
 
@@ -193,7 +202,29 @@ function close(cmd) {
   return null;
 }
 
-const handlers = { connect, send, close };
+// The selected candidate pair's types, from getStats() (webrtc-stats: transport ->
+// selectedCandidatePairId -> candidate-pair -> local-candidate / remote-candidate).
+async function selectedPair(cmd) {
+  const c = conns.get(cmd.connection);
+  if (!c) throw new Error("no connection " + cmd.connection);
+  const stats = await c.pc.getStats();
+  let pair = null;
+  stats.forEach((s) => {
+    if (s.type === "transport" && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
+  });
+  if (!pair) {
+    // Firefox has no selectedCandidatePairId: the pair marked selected (or nominated and succeeded).
+    stats.forEach((s) => {
+      if (s.type === "candidate-pair" && (s.selected || (s.nominated && s.state === "succeeded")) && !pair) pair = s;
+    });
+  }
+  if (!pair) return null;
+  const local = stats.get(pair.localCandidateId);
+  const remote = stats.get(pair.remoteCandidateId);
+  return { local: local && local.candidateType, remote: remote && remote.candidateType };
+}
+
+const handlers = { connect, send, close, "selected-pair": selectedPair };
 
 control.onmessage = async (m) => {
   const msg = JSON.parse(m.data);
