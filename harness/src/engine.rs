@@ -16,6 +16,7 @@ use crate::turn::EmbeddedTurn;
 use crate::verdict::{self, Failure};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -91,6 +92,8 @@ pub struct Engine {
     signaling_url: String,
     clock: Clock,
     log_dir: std::path::PathBuf,
+    /// Counts runs, so that signaling rooms never repeat across runs.
+    run_serial: AtomicU64,
 }
 
 /// What every connect step of one run hands to its peers.
@@ -119,6 +122,7 @@ impl Engine {
             signaling_url,
             clock,
             log_dir,
+            run_serial: AtomicU64::new(0),
         }
     }
 
@@ -149,6 +153,7 @@ impl Engine {
         on_step: &(dyn Fn(usize, &str) + Sync),
     ) -> RunResult {
         let wall = Instant::now();
+        self.run_serial.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel::<RawEvent>();
         let mut result = RunResult {
             name: plan.name.clone(),
@@ -238,13 +243,9 @@ impl Engine {
         result.peers = peers.iter().map(|p| p.peer.info()).collect();
         let origin = self.clock.now_unix_ms();
 
-        if let Some((missing, reason)) = launch_error {
+        if let Some((_, reason)) = launch_error {
             shutdown(&peers).await;
-            result.verdict = if missing {
-                Verdict::SetupError
-            } else {
-                Verdict::Fail
-            };
+            result.verdict = Verdict::SetupError;
             result.reason = Some(reason);
             result.wall_ms = wall.elapsed().as_secs_f64() * 1000.0;
             return result;
@@ -381,6 +382,7 @@ impl Engine {
         origin: f64,
         ice: &RunIce<'_>,
     ) -> Result<(), String> {
+        let start = StepStart::of(step, timeline);
         let get = |id: &str| {
             peers
                 .iter()
@@ -399,6 +401,10 @@ impl Engine {
                 for (id, role) in [(answerer, Role::Answerer), (offerer, Role::Offerer)] {
                     let req = ConnectRequest {
                         connection: connection.clone(),
+                        room: format!(
+                            "{connection}-run{}",
+                            self.run_serial.load(Ordering::Relaxed)
+                        ),
                         role,
                         data_channel: data_channel.clone(),
                         trickle: *trickle,
@@ -453,7 +459,7 @@ impl Engine {
             while let Ok(ev) = rx.try_recv() {
                 timeline.push(place(ev, origin));
             }
-            match step_done(step, timeline) {
+            match step_done(step, timeline, &start) {
                 Progress::Done => break,
                 Progress::Failed(why) => {
                     return Err(format!(
@@ -471,7 +477,7 @@ impl Engine {
                     return Err(format!(
                         "deadline ({}) passed while waiting for {}{}\n{}",
                         deadline.what,
-                        waiting_for(step, timeline),
+                        waiting_for(step, timeline, &start),
                         turn_errors(ice.turn),
                         diagnose(step, timeline)
                     ));
@@ -580,7 +586,17 @@ pub enum Progress {
 }
 
 /// Decides from the timeline whether a step has finished (pure).
-pub fn step_done(step: &Step, timeline: &Timeline) -> Progress {
+pub fn step_done(step: &Step, timeline: &Timeline, start: &StepStart) -> Progress {
+    // Any peer reporting an error since the step began fails it (a dead browser, a closed
+    // signaling socket, a rejected API call), whatever the step waits for.
+    if let Some(e) = timeline
+        .events()
+        .iter()
+        .filter(|e| matches!(e.event, EventKind::Error { .. }))
+        .nth(start.errors_before)
+    {
+        return Progress::Failed(format!("peer {} reported an {}", e.peer, e.event));
+    }
     match step {
         Step::Connect {
             connection,
@@ -654,7 +670,8 @@ pub fn step_done(step: &Step, timeline: &Timeline) -> Progress {
             messages,
             ..
         } => {
-            if timeline.messages_received(to, Some(channel)).len() as u64 >= *messages {
+            let now = timeline.messages_received(to, Some(channel)).len();
+            if now.saturating_sub(start.received_before) as u64 >= *messages {
                 Progress::Done
             } else {
                 Progress::Waiting
@@ -664,7 +681,35 @@ pub fn step_done(step: &Step, timeline: &Timeline) -> Progress {
     }
 }
 
-fn waiting_for(step: &Step, timeline: &Timeline) -> String {
+/// What the timeline held when a step began (pure input to [`step_done`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepStart {
+    /// Messages the step's receiver had already received on its channel.
+    pub received_before: usize,
+    /// Error events already on the timeline.
+    pub errors_before: usize,
+}
+
+impl StepStart {
+    /// Takes the figures for `step` from the timeline as it is now.
+    pub fn of(step: &Step, timeline: &Timeline) -> Self {
+        Self {
+            received_before: match step {
+                Step::Send { to, channel, .. } => {
+                    timeline.messages_received(to, Some(channel)).len()
+                }
+                _ => 0,
+            },
+            errors_before: timeline
+                .events()
+                .iter()
+                .filter(|e| matches!(e.event, EventKind::Error { .. }))
+                .count(),
+        }
+    }
+}
+
+fn waiting_for(step: &Step, timeline: &Timeline, start: &StepStart) -> String {
     match step {
         Step::Connect {
             offerer,
@@ -700,7 +745,10 @@ fn waiting_for(step: &Step, timeline: &Timeline) -> String {
             ..
         } => format!(
             "{to} to receive {messages} messages on '{channel}' (has {})",
-            timeline.messages_received(to, Some(channel)).len()
+            timeline
+                .messages_received(to, Some(channel))
+                .len()
+                .saturating_sub(start.received_before)
         ),
         _ => "the step".into(),
     }
@@ -766,9 +814,15 @@ mod tests {
     fn connect_needs_both_connected_and_channels_open() {
         let mut t = Timeline::new();
         push(&mut t, "a", state("connected"));
-        assert_eq!(step_done(&connect(), &t), Progress::Waiting);
+        assert_eq!(
+            step_done(&connect(), &t, &StepStart::default()),
+            Progress::Waiting
+        );
         push(&mut t, "b", state("connected"));
-        assert_eq!(step_done(&connect(), &t), Progress::Waiting);
+        assert_eq!(
+            step_done(&connect(), &t, &StepStart::default()),
+            Progress::Waiting
+        );
         push(
             &mut t,
             "a",
@@ -783,7 +837,10 @@ mod tests {
                 label: "chat".into(),
             },
         );
-        assert_eq!(step_done(&connect(), &t), Progress::Done);
+        assert_eq!(
+            step_done(&connect(), &t, &StepStart::default()),
+            Progress::Done
+        );
     }
 
     #[test]
@@ -791,7 +848,7 @@ mod tests {
         let mut t = Timeline::new();
         push(&mut t, "b", state("connecting"));
         push(&mut t, "b", state("failed"));
-        match step_done(&connect(), &t) {
+        match step_done(&connect(), &t, &StepStart::default()) {
             Progress::Failed(why) => assert!(why.contains("peer b"), "{why}"),
             other => panic!("{other:?}"),
         }
@@ -818,9 +875,46 @@ mod tests {
             in_order: true,
         };
         push(&mut t, "b", msg(0));
-        assert_eq!(step_done(&step, &t), Progress::Waiting);
-        assert!(waiting_for(&step, &t).contains("has 1"));
+        assert_eq!(
+            step_done(&step, &t, &StepStart::default()),
+            Progress::Waiting
+        );
+        assert!(waiting_for(&step, &t, &StepStart::default()).contains("has 1"));
         push(&mut t, "b", msg(1));
-        assert_eq!(step_done(&step, &t), Progress::Done);
+        assert_eq!(step_done(&step, &t, &StepStart::default()), Progress::Done);
+        // A second send of 2 on the same channel needs 2 more, not 2 in all.
+        let start = StepStart::of(&step, &t);
+        assert_eq!(step_done(&step, &t, &start), Progress::Waiting);
+        push(&mut t, "b", msg(2));
+        push(&mut t, "b", msg(3));
+        assert_eq!(step_done(&step, &t, &start), Progress::Done);
+    }
+
+    #[test]
+    fn an_error_during_any_step_fails_it_and_older_errors_do_not() {
+        let mut t = Timeline::new();
+        push(
+            &mut t,
+            "a",
+            EventKind::Error {
+                message: "old".into(),
+            },
+        );
+        let wait = Step::Wait { ms: 10 };
+        let start = StepStart::of(&wait, &t);
+        assert_eq!(step_done(&wait, &t, &start), Progress::Done);
+        push(
+            &mut t,
+            "b",
+            EventKind::Error {
+                message: "the browser page went away".into(),
+            },
+        );
+        match step_done(&wait, &t, &start) {
+            Progress::Failed(why) => {
+                assert_eq!(why, "peer b reported an error: the browser page went away")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -35,7 +35,8 @@ pub struct PeerMetrics {
     pub gathering_ms: Option<f64>,
     /// ICE checking → connected.
     pub ice_ms: Option<f64>,
-    /// ICE connected → connectionState connected (the DTLS handshake, mostly).
+    /// ICE connected → connectionState connected: the DTLS handshake and anything that delays
+    /// it (e.g. a bot waiting to nominate a peer-reflexive pair).
     pub dtls_ms: Option<f64>,
     /// Offerer's createOffer → this peer's connected.
     pub setup_ms: Option<f64>,

@@ -17,6 +17,19 @@ const PAGE_HTML: &str = "<!doctype html><meta charset=utf-8><title>rtc-harness p
 <body>rtc-harness peer page<script src=\"/peer.js\"></script>";
 const PAGE_JS: &str = include_str!("peer/browser/page.js");
 
+/// A listener of its own for one page (`base` is `http://127.0.0.1:PORT`).
+pub struct Origin {
+    /// Base URL.
+    pub base: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Hands each page's control socket to the peer that waits for it.
 #[derive(Clone, Default)]
 pub struct ControlHub {
@@ -70,7 +83,7 @@ impl HarnessServer {
         Ok(server)
     }
 
-    async fn listen(&self) -> std::io::Result<SocketAddr> {
+    async fn serve(&self) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
         let app = self.app.clone();
@@ -79,6 +92,11 @@ impl HarnessServer {
                 tracing::error!("harness server on {addr} stopped: {e}");
             }
         });
+        Ok((addr, task))
+    }
+
+    async fn listen(&self) -> std::io::Result<SocketAddr> {
+        let (addr, task) = self.serve().await?;
         if let Ok(mut t) = self.tasks.lock() {
             t.push(task);
         }
@@ -90,9 +108,14 @@ impl HarnessServer {
         format!("ws://{}/ws", self.addr)
     }
 
-    /// Opens one more listener and returns its base URL (`http://127.0.0.1:PORT`): a new origin.
-    pub async fn new_origin(&self) -> std::io::Result<String> {
-        Ok(format!("http://{}", self.listen().await?))
+    /// Opens one more listener, a new origin, for one page; it closes when the [`Origin`] is
+    /// dropped.
+    pub async fn new_origin(&self) -> std::io::Result<Origin> {
+        let (addr, task) = self.serve().await?;
+        Ok(Origin {
+            base: format!("http://{addr}"),
+            task,
+        })
     }
 
     /// The control-socket hub.

@@ -169,7 +169,7 @@ fn html_report_trial(ci: bool) -> Trial {
             let browser = Instance::start(&chromium, dir.path(), "report")
                 .await
                 .map_err(|e| Failed::from(e.to_string()))?;
-            let checked = async {
+            let checked = tokio::time::timeout(std::time::Duration::from_secs(60), async {
                 let c = browser.client();
                 c.goto(&format!("file://{}", file.display()))
                     .await
@@ -195,8 +195,9 @@ fn html_report_trial(ci: bool) -> Trial {
                     return Err(format!("timeline has only {} shapes", lanes.len()));
                 }
                 Ok::<(), String>(())
-            }
-            .await;
+            })
+            .await
+            .unwrap_or_else(|_| Err("the report page did not answer within 60 s".into()));
             browser.close().await;
             checked.map_err(Failed::from)
         })

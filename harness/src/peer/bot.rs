@@ -83,6 +83,8 @@ struct Bot {
 
 struct BotConnection {
     pc: Arc<dyn PeerConnection>,
+    /// Next sequence number to send, per channel (a second `send` continues the sequence).
+    next_seq: Mutex<HashMap<String, u64>>,
     channels: Arc<Mutex<HashMap<String, Arc<dyn DataChannel>>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -320,7 +322,7 @@ impl Peer for Bot {
 
         let client = SignalingClient::connect(&req.signaling_url).await?;
         client.send(ClientMessage::Join {
-            room: req.connection.clone(),
+            room: req.room.clone(),
         });
         tasks.push(tokio::spawn(negotiate(
             pc.clone(),
@@ -332,6 +334,7 @@ impl Peer for Bot {
         )));
         let conn = Arc::new(BotConnection {
             pc,
+            next_seq: Mutex::new(HashMap::new()),
             channels,
             tasks: Mutex::new(tasks),
         });
@@ -351,7 +354,17 @@ impl Peer for Bot {
             .get(&req.channel)
             .cloned()
             .ok_or_else(|| PeerError::failed(format!("no data channel {:?}", req.channel)))?;
-        for seq in 0..req.messages {
+        let first = conn
+            .next_seq
+            .lock()
+            .map(|mut n| {
+                let e = n.entry(req.channel.clone()).or_insert(0);
+                let first = *e;
+                *e += req.messages;
+                first
+            })
+            .map_err(|_| PeerError::failed("poisoned"))?;
+        for seq in first..first + req.messages {
             let msg = payload::encode(seq, req.bytes as usize);
             dc.send_text(&msg)
                 .await
@@ -478,6 +491,7 @@ async fn negotiate(
             }
             msg = client.incoming.recv() => {
                 let Some(msg) = msg else {
+                    report("the signaling connection closed".into());
                     return;
                 };
                 let msg = match msg {
@@ -496,7 +510,9 @@ async fn negotiate(
                             Ok(()) => {
                                 sink.emit(&conn, EventKind::OfferApplied);
                                 have_remote = true;
-                                add_pending(&pc, &mut pending_remote).await;
+                                if let Err(e) = add_pending(&pc, &mut pending_remote).await {
+                                    report(e);
+                                }
                                 local_sdp(&pc, false, req.trickle, gathered.clone()).await.map(|sdp| {
                                     client.send(ClientMessage::Answer { sdp, to: None });
                                 })
@@ -509,8 +525,7 @@ async fn negotiate(
                             Ok(()) => {
                                 sink.emit(&conn, EventKind::AnswerApplied);
                                 have_remote = true;
-                                add_pending(&pc, &mut pending_remote).await;
-                                Ok(())
+                                add_pending(&pc, &mut pending_remote).await
                             }
                             Err(e) => Err(e),
                         }
@@ -553,12 +568,16 @@ async fn apply_remote(
         .map_err(|e| format!("setRemoteDescription: {e}"))
 }
 
-async fn add_pending(pc: &Arc<dyn PeerConnection>, pending: &mut Vec<RTCIceCandidateInit>) {
+async fn add_pending(
+    pc: &Arc<dyn PeerConnection>,
+    pending: &mut Vec<RTCIceCandidateInit>,
+) -> Result<(), String> {
     for c in pending.drain(..) {
         if let Err(e) = pc.add_ice_candidate(c).await {
-            tracing::warn!("addIceCandidate (queued): {e}");
+            return Err(format!("addIceCandidate (queued): {e}"));
         }
     }
+    Ok(())
 }
 
 /// createOffer/createAnswer + setLocalDescription; without trickle, waits for gathering to

@@ -86,8 +86,10 @@ pub enum Role {
 /// Ask a peer to take part in one connection.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectRequest {
-    /// Connection id; also the signaling room name.
+    /// Connection id (as in the plan).
     pub connection: String,
+    /// Signaling room: the connection id made unique for this run.
+    pub room: String,
     /// This peer's role.
     pub role: Role,
     /// Label of a data channel the offerer creates before its offer.

@@ -75,11 +75,12 @@ pub fn totals(runs: &[RunResult]) -> Totals {
     t
 }
 
-/// min/median/p95/max per scenario, peer and metric, over all runs given.
+/// min/median/p95/max per scenario, peer and metric, over the runs that passed (a failed run's
+/// figures describe a failure, not the setup time to compare against).
 pub fn summaries(runs: &[RunResult]) -> Vec<MetricSummary> {
     let mut values: BTreeMap<(String, String, &str), Vec<f64>> = BTreeMap::new();
     let mut order: Vec<(String, String, &str)> = Vec::new();
-    for r in runs {
+    for r in runs.iter().filter(|r| r.verdict == Verdict::Pass) {
         for (peer, m) in &r.metrics {
             for name in metrics::NAMES {
                 if let Some(v) = m.get(name) {

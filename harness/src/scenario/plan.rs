@@ -671,6 +671,16 @@ fn check_steps(
             }
             Action::Wait => {
                 let ms = need_u64("ms", s.ms)?;
+                if let Some(t) = s.timeout_ms
+                    && ms > t
+                {
+                    return Err(c.err(
+                        &at("ms"),
+                        format!(
+                            "waiting {ms} ms cannot finish within this step's timeout_ms = {t}"
+                        ),
+                    ));
+                }
                 if ms > timeout_s * 1000 {
                     return Err(c.err(
                         &at("ms"),

@@ -24,7 +24,7 @@ use super::{
 };
 use crate::clock::{ClockOffset, SyncSample, estimate_offset};
 use crate::scenario::PeerPlan;
-use crate::server::HarnessServer;
+use crate::server::{HarnessServer, Origin};
 use crate::timeline::EventKind;
 use async_trait::async_trait;
 use axum::extract::ws::{Message, WebSocket};
@@ -147,13 +147,22 @@ impl BrowserLauncher {
         instance: &Instance,
         plan: &PeerPlan,
         sink: &EventSink,
-    ) -> Result<(Control, ClockOffset, Arc<Mutex<Option<ClockOffset>>>), PeerError> {
+    ) -> Result<
+        (
+            Control,
+            ClockOffset,
+            Arc<Mutex<Option<ClockOffset>>>,
+            Origin,
+        ),
+        PeerError,
+    > {
         // A new origin for every page: nothing granted to an earlier page applies.
-        let base = self
+        let origin = self
             .server
             .new_origin()
             .await
             .map_err(|e| PeerError::failed(format!("serving the peer page: {e}")))?;
+        let base = origin.base.clone();
         let token = format!("{}-{}", plan.id, instance.serial);
         let socket_rx = self.server.hub().expect(&token);
         let url = format!("{base}/peer.html?control=ws{}/control/{token}", &base[4..]);
@@ -172,7 +181,7 @@ impl BrowserLauncher {
         if let Ok(mut o) = offset_cell.lock() {
             *o = Some(offset);
         }
-        Ok((control, offset, offset_cell))
+        Ok((control, offset, offset_cell, origin))
     }
 }
 
@@ -211,7 +220,7 @@ impl Launcher for BrowserLauncher {
                 return Err(e);
             }
         };
-        let (control, offset, offset_cell) = opened;
+        let (control, offset, offset_cell, origin) = opened;
         tracing::debug!(
             peer = %plan.id,
             reused = was_reused,
@@ -230,6 +239,7 @@ impl Launcher for BrowserLauncher {
             control,
             offset: offset_cell,
             pool: self.reuse.then(|| self.pool.clone()),
+            _origin: origin,
         }))
     }
 }
@@ -398,6 +408,8 @@ struct BrowserPeer {
     control: Control,
     offset: Arc<Mutex<Option<ClockOffset>>>,
     pool: Option<Pool>,
+    /// The page's own listener; closed with the peer.
+    _origin: Origin,
 }
 
 #[async_trait]
@@ -589,6 +601,9 @@ impl Control {
         self.gone.load(Ordering::Relaxed)
     }
 
+    /// Sends a request and returns where its reply will arrive. The reply slot is registered
+    /// before the page-gone check, so a page that dies in between cannot leave it waiting: the
+    /// reader fails every registered slot when the socket ends.
     fn request(&self, mut msg: Value) -> oneshot::Receiver<Result<Value, String>> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -596,15 +611,18 @@ impl Control {
             p.insert(id, tx);
         }
         msg["id"] = json!(id);
-        let _ = self.out.send(msg.to_string());
+        let sent = self.out.send(msg.to_string()).is_ok();
+        if !sent || self.page_gone() {
+            let tx = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
+            if let Some(tx) = tx {
+                let _ = tx.send(Err("peer page went away".into()));
+            }
+        }
         rx
     }
 
     async fn command(&self, command: Value) -> Result<Value, PeerError> {
         let what = command["cmd"].as_str().unwrap_or("?").to_string();
-        if self.page_gone() {
-            return Err(PeerError::failed(format!("{what}: peer page went away")));
-        }
         let rx = self.request(json!({"type": "command", "command": command}));
         rx.await
             .map_err(|_| PeerError::failed(format!("{what}: peer page went away")))?

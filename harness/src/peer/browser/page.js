@@ -93,7 +93,7 @@ async function connect(cmd) {
     return server;
   });
   const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: cmd.ice_transport_policy || "all" });
-  const c = { pc, channels: new Map(), pending: [], ws: null, queue: Promise.resolve() };
+  const c = { pc, channels: new Map(), pending: [], ws: null, queue: Promise.resolve(), nextSeq: new Map(), closing: false };
   conns.set(connection, c);
   const state = (machine, value) => emit(connection, { type: "state", machine, state: value });
   state("connectionState", pc.connectionState);
@@ -163,13 +163,16 @@ async function connect(cmd) {
     c.ws.onopen = resolve;
     c.ws.onerror = () => reject(new Error("signaling socket error: " + signaling_url));
   });
+  c.ws.onclose = () => {
+    if (!c.closing) fail(new Error("the signaling connection closed"));
+  };
   // Signaling messages are handled strictly one after another.
   c.ws.onmessage = (m) => {
     let msg;
     try { msg = JSON.parse(m.data); } catch (e) { fail(e); return; }
     c.queue = c.queue.then(() => onSignal(msg)).catch(fail);
   };
-  sig({ type: "join", room: connection });
+  sig({ type: "join", room: cmd.room });
   return null;
 }
 
@@ -178,7 +181,10 @@ async function send(cmd) {
   const dc = c && c.channels.get(cmd.channel);
   if (!dc) throw new Error("no data channel " + cmd.channel);
   dc.bufferedAmountLowThreshold = 256 * 1024;
-  for (let seq = 0; seq < cmd.messages; seq++) {
+  // A second send on the same channel continues the sequence.
+  const first = c.nextSeq.get(cmd.channel) || 0;
+  c.nextSeq.set(cmd.channel, first + cmd.messages);
+  for (let seq = first; seq < first + cmd.messages; seq++) {
     if (dc.bufferedAmount > 1024 * 1024) {
       await new Promise((r) => dc.addEventListener("bufferedamountlow", r, { once: true }));
     }
@@ -193,6 +199,7 @@ function close(cmd) {
   if (!c) throw new Error("no connection " + cmd.connection);
   emit(cmd.connection, { type: "closed" });
   c.pc.close();
+  c.closing = true;
   if (c.ws) c.ws.close();
   // close() changes these without firing events (W3C webrtc-pc, close()).
   const st = (machine, value) => emit(cmd.connection, { type: "state", machine, state: value });
