@@ -441,6 +441,16 @@ impl Engine {
                 }
                 tokio::time::sleep_until(until).await;
             }
+            Step::RestartIce {
+                peer, connection, ..
+            } => {
+                bounded(
+                    deadline,
+                    &format!("{peer}: restart_ice"),
+                    get(peer)?.restart_ice(connection),
+                )
+                .await?;
+            }
             Step::Close { peer } => {
                 let conns: Vec<String> = timeline
                     .of_peer(peer)
@@ -677,8 +687,35 @@ pub fn step_done(step: &Step, timeline: &Timeline, start: &StepStart) -> Progres
                 Progress::Waiting
             }
         }
+        Step::RestartIce {
+            peer,
+            other,
+            connection,
+        } => {
+            let answered = answers_applied(timeline, connection) > start.answers_before;
+            let connected = [peer, other].iter().all(|p| {
+                timeline.current_state(p, StateMachine::Connection) == Some("connected")
+                    && matches!(
+                        timeline.current_state(p, StateMachine::IceConnection),
+                        Some("connected") | Some("completed")
+                    )
+            });
+            if answered && connected {
+                Progress::Done
+            } else {
+                Progress::Waiting
+            }
+        }
         Step::Wait { .. } | Step::Close { .. } => Progress::Done,
     }
+}
+
+fn answers_applied(timeline: &Timeline, connection: &str) -> usize {
+    timeline
+        .events()
+        .iter()
+        .filter(|e| e.connection == connection && matches!(e.event, EventKind::AnswerApplied))
+        .count()
 }
 
 /// What the timeline held when a step began (pure input to [`step_done`]).
@@ -686,6 +723,8 @@ pub fn step_done(step: &Step, timeline: &Timeline, start: &StepStart) -> Progres
 pub struct StepStart {
     /// Messages the step's receiver had already received on its channel.
     pub received_before: usize,
+    /// Answers already applied in the step's connection (for `restart_ice`).
+    pub answers_before: usize,
     /// Error events already on the timeline.
     pub errors_before: usize,
 }
@@ -698,6 +737,10 @@ impl StepStart {
                 Step::Send { to, channel, .. } => {
                     timeline.messages_received(to, Some(channel)).len()
                 }
+                _ => 0,
+            },
+            answers_before: match step {
+                Step::RestartIce { connection, .. } => answers_applied(timeline, connection),
                 _ => 0,
             },
             errors_before: timeline
@@ -750,6 +793,9 @@ fn waiting_for(step: &Step, timeline: &Timeline, start: &StepStart) -> String {
                 .len()
                 .saturating_sub(start.received_before)
         ),
+        Step::RestartIce { peer, other, .. } => format!(
+            "the restart's answer to be applied at {peer} and both {peer} and {other} to be connected again"
+        ),
         _ => "the step".into(),
     }
 }
@@ -762,6 +808,7 @@ pub fn diagnose(step: &Step, timeline: &Timeline) -> String {
         } => vec![offerer, answerer],
         Step::Send { from, to, .. } => vec![from, to],
         Step::Close { peer } => vec![peer],
+        Step::RestartIce { peer, other, .. } => vec![peer, other],
         Step::Wait { .. } => vec![],
     };
     let mut out = String::new();

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelState};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
@@ -83,6 +83,8 @@ struct Bot {
 
 struct BotConnection {
     pc: Arc<dyn PeerConnection>,
+    /// Asks the negotiation task for an ICE restart; it answers once the offer is sent.
+    restart: mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>,
     /// Next sequence number to send, per channel (a second `send` continues the sequence).
     next_seq: Mutex<HashMap<String, u64>>,
     channels: Arc<Mutex<HashMap<String, Arc<dyn DataChannel>>>>,
@@ -324,16 +326,19 @@ impl Peer for Bot {
         client.send(ClientMessage::Join {
             room: req.room.clone(),
         });
+        let (restart_tx, restart_rx) = mpsc::unbounded_channel();
         tasks.push(tokio::spawn(negotiate(
             pc.clone(),
             client,
             cand_rx,
             gathered_rx,
+            restart_rx,
             req.clone(),
             self.sink.clone(),
         )));
         let conn = Arc::new(BotConnection {
             pc,
+            restart: restart_tx,
             next_seq: Mutex::new(HashMap::new()),
             channels,
             tasks: Mutex::new(tasks),
@@ -418,6 +423,17 @@ impl Peer for Bot {
             .zip(kind(&pair.remote_candidate_id, "RTCRemoteIceCandidate")))
     }
 
+    async fn restart_ice(&self, connection: &str) -> Result<(), PeerError> {
+        let conn = self.connection(connection)?;
+        let (tx, rx) = oneshot::channel();
+        conn.restart
+            .send(tx)
+            .map_err(|_| PeerError::failed("restart_ice: negotiation task gone"))?;
+        rx.await
+            .map_err(|_| PeerError::failed("restart_ice: negotiation task gone"))?
+            .map_err(|e| PeerError::failed(format!("restart_ice: {e}")))
+    }
+
     async fn close(&self, connection: &str) -> Result<(), PeerError> {
         let conn = self.connection(connection)?;
         conn.abort_tasks();
@@ -473,6 +489,7 @@ async fn negotiate(
     mut client: SignalingClient,
     mut local_candidates: mpsc::UnboundedReceiver<Option<RTCIceCandidateInit>>,
     gathered: watch::Receiver<bool>,
+    mut restarts: mpsc::UnboundedReceiver<oneshot::Sender<Result<(), String>>>,
     req: ConnectRequest,
     sink: EventSink,
 ) {
@@ -482,6 +499,19 @@ async fn negotiate(
     let mut have_remote = false;
     loop {
         tokio::select! {
+            Some(done) = restarts.recv() => {
+                // restartIce(), then a new offer with fresh ICE credentials (W3C §4.4.1.6).
+                let r = match pc.restart_ice().await {
+                    Ok(()) => {
+                        sink.emit(&conn, EventKind::CreateOffer);
+                        local_sdp(&pc, true, req.trickle, gathered.clone()).await.map(|sdp| {
+                            client.send(ClientMessage::Offer { sdp, to: None });
+                        })
+                    }
+                    Err(e) => Err(format!("restartIce: {e}")),
+                };
+                let _ = done.send(r);
+            }
             local = local_candidates.recv() => {
                 let Some(local) = local else { continue };
                 if req.trickle {

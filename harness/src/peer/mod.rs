@@ -175,6 +175,9 @@ pub trait Peer: Send + Sync {
     async fn send(&self, req: &SendRequest) -> Result<(), PeerError>;
     /// The selected candidate pair's (local, remote) candidate types, from the peer's stats.
     async fn selected_pair(&self, connection: &str) -> Result<Option<(String, String)>, PeerError>;
+    /// `restartIce()` on one connection, then a new offer through signaling (returns once the
+    /// offer is sent; the engine waits for the answer on the timeline).
+    async fn restart_ice(&self, connection: &str) -> Result<(), PeerError>;
     /// Calls `close()` on one connection.
     async fn close(&self, connection: &str) -> Result<(), PeerError>;
     /// Console output of the peer so far (browsers: the page's `console.*` calls).

@@ -170,6 +170,9 @@ pub enum Action {
     Wait,
     /// `close()` a peer's connections.
     Close,
+    /// `restartIce()` on one peer, then a new offer/answer (W3C webrtc-pc §4.4.1.6).
+    #[serde(rename = "restart_ice")]
+    RestartIce,
 }
 
 impl Action {
@@ -180,6 +183,7 @@ impl Action {
             Action::Send => "send",
             Action::Wait => "wait",
             Action::Close => "close",
+            Action::RestartIce => "restart_ice",
         }
     }
 }
@@ -210,7 +214,7 @@ pub struct StepEntry {
     pub bytes: Option<u64>,
     /// wait: duration in ms.
     pub ms: Option<u64>,
-    /// close: the peer whose connections are closed.
+    /// close: the peer whose connections are closed; restart_ice: the peer that restarts.
     pub peer: Option<String>,
 }
 

@@ -159,6 +159,16 @@ pub enum Step {
         /// The peer.
         peer: String,
     },
+    /// ICE restart initiated by `peer`: `restartIce()`, a new offer, the other side answers;
+    /// done when the answer is applied and both peers are connected again.
+    RestartIce {
+        /// The initiating peer (it makes the new offer).
+        peer: String,
+        /// The other peer of the connection.
+        other: String,
+        /// Connection id.
+        connection: String,
+    },
 }
 
 impl Step {
@@ -178,6 +188,7 @@ impl Step {
             } => format!("send {messages} x {bytes} B {from} -> {to} on '{channel}'"),
             Step::Wait { ms } => format!("wait {ms} ms"),
             Step::Close { peer } => format!("close {peer}"),
+            Step::RestartIce { peer, other, .. } => format!("restart_ice {peer} -> {other}"),
         }
     }
 }
@@ -502,7 +513,7 @@ fn check_steps(
             Action::Connect => &["offerer", "answerer", "data_channel", "trickle"],
             Action::Send => &["from", "channel", "messages", "bytes"],
             Action::Wait => &["ms"],
-            Action::Close => &["peer"],
+            Action::Close | Action::RestartIce => &["peer"],
         };
         let present = [
             ("offerer", s.offerer.is_some()),
@@ -688,6 +699,35 @@ fn check_steps(
                     ));
                 }
                 Step::Wait { ms }
+            }
+            Action::RestartIce => {
+                let peer = need_str("peer", &s.peer)?;
+                peer_ref("peer", &peer)?;
+                let Some((connection, o, a, _)) = connections
+                    .iter()
+                    .find(|(_, o, a, _)| *o == peer || *a == peer)
+                else {
+                    return Err(c.err(
+                        &at("peer"),
+                        format!(
+                            "peer {peer:?} has no connection to restart (no earlier connect step)"
+                        ),
+                    ));
+                };
+                let other = if *o == peer { a.clone() } else { o.clone() };
+                for p in [&peer, &other] {
+                    if closed.contains(p) {
+                        return Err(c.err(
+                            &at("peer"),
+                            format!("peer {p:?} was closed by an earlier step"),
+                        ));
+                    }
+                }
+                Step::RestartIce {
+                    peer,
+                    other,
+                    connection: connection.clone(),
+                }
             }
             Action::Close => {
                 let peer = need_str("peer", &s.peer)?;

@@ -462,6 +462,13 @@ impl Peer for BrowserPeer {
             .map(|(l, r)| (l.to_string(), r.to_string())))
     }
 
+    async fn restart_ice(&self, connection: &str) -> Result<(), PeerError> {
+        self.control
+            .command(json!({"cmd": "restart-ice", "connection": connection}))
+            .await
+            .map(|_| ())
+    }
+
     async fn close(&self, connection: &str) -> Result<(), PeerError> {
         self.control
             .command(json!({"cmd": "close", "connection": connection}))

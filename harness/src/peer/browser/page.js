@@ -173,6 +173,25 @@ async function connect(cmd) {
     c.queue = c.queue.then(() => onSignal(msg)).catch(fail);
   };
   sig({ type: "join", room: cmd.room });
+  // An ICE restart initiated here: a new offer with fresh ICE credentials, queued behind any
+  // signaling still being handled.
+  c.restart = () => {
+    const done = c.queue.then(async () => {
+      pc.restartIce();
+      emit(connection, { type: "create-offer" });
+      const offer = await pc.createOffer();
+      sig({ type: "offer", sdp: await localSdp(offer) });
+    });
+    c.queue = done.catch(fail);
+    return done;
+  };
+  return null;
+}
+
+async function restartIce(cmd) {
+  const c = conns.get(cmd.connection);
+  if (!c) throw new Error("no connection " + cmd.connection);
+  await c.restart();
   return null;
 }
 
@@ -231,7 +250,7 @@ async function selectedPair(cmd) {
   return { local: local && local.candidateType, remote: remote && remote.candidateType };
 }
 
-const handlers = { connect, send, close, "selected-pair": selectedPair };
+const handlers = { connect, send, close, "selected-pair": selectedPair, "restart-ice": restartIce };
 
 control.onmessage = async (m) => {
   const msg = JSON.parse(m.data);
