@@ -70,6 +70,8 @@ pub struct RunResult {
     pub console: BTreeMap<String, Vec<String>>,
     /// The embedded TURN server's log, when the scenario had one.
     pub turn_log: Option<String>,
+    /// Media received, by peer id (connections with `media` only), at the end of the steps.
+    pub media: BTreeMap<String, crate::peer::media::MediaCounters>,
     /// All events.
     pub timeline: Timeline,
 }
@@ -169,6 +171,7 @@ impl Engine {
             metrics: BTreeMap::new(),
             console: BTreeMap::new(),
             turn_log: None,
+            media: BTreeMap::new(),
             timeline: Timeline::new(),
         };
 
@@ -303,6 +306,36 @@ impl Engine {
             }
             timeline.push(ev);
         }
+        // What media arrived, asked of each peer while it is still up.
+        for sp in &plan.steps {
+            if let Step::Connect {
+                connection,
+                offerer,
+                answerer,
+                media,
+                ..
+            } = &sp.step
+                && !media.is_empty()
+            {
+                for id in [offerer, answerer] {
+                    let Some(p) = peers.iter().find(|p| p.id == *id) else {
+                        continue;
+                    };
+                    match tokio::time::timeout(
+                        Duration::from_secs(5),
+                        p.peer.media_counters(connection),
+                    )
+                    .await
+                    {
+                        Ok(Ok(c)) => {
+                            result.media.insert(id.clone(), c);
+                        }
+                        Ok(Err(e)) => tracing::warn!("{id}: media counters: {e}"),
+                        Err(_) => tracing::warn!("{id}: media counters: no answer within 5 s"),
+                    }
+                }
+            }
+        }
         for p in &peers {
             let lines = p.peer.console();
             if !lines.is_empty() {
@@ -335,7 +368,12 @@ impl Engine {
         }
         for exp in &plan.expectations {
             let m = result.metrics.get(&exp.peer).cloned().unwrap_or_default();
-            result.failures.extend(verdict::check(exp, &judged, &m));
+            result.failures.extend(verdict::check(
+                exp,
+                &judged,
+                &m,
+                result.media.get(&exp.peer),
+            ));
         }
         let failed = step_error.is_some() || !result.failures.is_empty();
         result.reason = step_error.or_else(|| result.failures.first().map(|f| f.to_string()));
@@ -397,6 +435,7 @@ impl Engine {
                 answerer,
                 data_channel,
                 trickle,
+                media,
             } => {
                 for (id, role) in [(answerer, Role::Answerer), (offerer, Role::Offerer)] {
                     let req = ConnectRequest {
@@ -411,6 +450,7 @@ impl Engine {
                         signaling_url: self.signaling_url.clone(),
                         ice_servers: ice.servers.clone(),
                         ice_transport_policy: ice.policy,
+                        media: media.clone(),
                     };
                     bounded(deadline, &format!("{id}: connect"), get(id)?.connect(&req)).await?;
                 }
@@ -837,6 +877,7 @@ mod tests {
             answerer: "b".into(),
             data_channel: Some("chat".into()),
             trickle: true,
+            media: vec![],
         }
     }
 

@@ -10,6 +10,7 @@
 //! | `dtls_ms` | `iceConnectionState` `connected` | `connectionState` `connected` |
 //! | `setup_ms` | `O` calls `createOffer()` | this peer's `connectionState` `connected` |
 //! | `first_message_ms` | this peer's `connectionState` `connected` | first data-channel message received |
+//! | `first_frame_ms` | this peer's `connectionState` `connected` | first whole video frame (browsers: first frame painted, `requestVideoFrameCallback`; bots: last packet of the first frame) |
 //!
 //! A metric whose end points were not both observed is absent (`None`), never zero.
 
@@ -17,13 +18,14 @@ use crate::timeline::{EventKind, StateMachine, Timeline};
 use serde::Serialize;
 
 /// Metric names, in report order.
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "signaling_ms",
     "gathering_ms",
     "ice_ms",
     "dtls_ms",
     "setup_ms",
     "first_message_ms",
+    "first_frame_ms",
 ];
 
 /// One peer's metrics for one run (ms).
@@ -42,6 +44,8 @@ pub struct PeerMetrics {
     pub setup_ms: Option<f64>,
     /// connected → first data-channel message received.
     pub first_message_ms: Option<f64>,
+    /// connected → first whole video frame at this peer (browsers: first painted frame).
+    pub first_frame_ms: Option<f64>,
 }
 
 impl PeerMetrics {
@@ -54,6 +58,7 @@ impl PeerMetrics {
             "dtls_ms" => self.dtls_ms,
             "setup_ms" => self.setup_ms,
             "first_message_ms" => self.first_message_ms,
+            "first_frame_ms" => self.first_frame_ms,
             _ => None,
         }
     }
@@ -92,6 +97,10 @@ pub fn peer_metrics(timeline: &Timeline, peer: &str, connection: &str) -> PeerMe
         dtls_ms: span(ice_connected, connected),
         setup_ms: span(offer, connected),
         first_message_ms: span(connected, first_message),
+        first_frame_ms: span(
+            connected,
+            timeline.first_time(peer, |k| matches!(k, EventKind::FirstVideoFrame)),
+        ),
     }
 }
 
@@ -207,6 +216,7 @@ mod tests {
                 dtls_ms: Some(15.0),
                 setup_ms: Some(30.0),
                 first_message_ms: Some(2.5),
+                first_frame_ms: None,
             }
         );
         assert_eq!(peer_metrics(&t, "o", "c").gathering_ms, Some(8.0));

@@ -142,6 +142,14 @@ pub enum EventKind {
         /// The reason phrase.
         error_text: String,
     },
+    /// A remote track arrived (`track` event).
+    TrackReceived {
+        /// `audio` or `video`.
+        kind: String,
+    },
+    /// The first whole video frame: decoded and painted by a browser
+    /// (`requestVideoFrameCallback`), completely received by a bot.
+    FirstVideoFrame,
     /// The selected candidate pair once connected (from the peer's stats).
     SelectedCandidatePair {
         /// Local candidate type.
@@ -201,6 +209,8 @@ impl fmt::Display for EventKind {
                 error_code,
                 error_text,
             } => write!(f, "icecandidateerror {error_code} {error_text} ({url})"),
+            EventKind::TrackReceived { kind } => write!(f, "track received ({kind})"),
+            EventKind::FirstVideoFrame => f.write_str("first video frame"),
             EventKind::SelectedCandidatePair { local, remote } => {
                 write!(f, "selected candidate pair {local} -> {remote}")
             }

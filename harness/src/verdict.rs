@@ -35,7 +35,12 @@ fn list<S: AsRef<str>>(v: &[S]) -> String {
 }
 
 /// Checks one expectation against a timeline that ends at the end of the last step.
-pub fn check(exp: &Expectation, timeline: &Timeline, metrics: &PeerMetrics) -> Vec<Failure> {
+pub fn check(
+    exp: &Expectation,
+    timeline: &Timeline,
+    metrics: &PeerMetrics,
+    media: Option<&crate::peer::media::MediaCounters>,
+) -> Vec<Failure> {
     let mut out = Vec::new();
     let fail = |key: &str, expected: String, observed: String| Failure {
         peer: exp.peer.clone(),
@@ -113,6 +118,43 @@ pub fn check(exp: &Expectation, timeline: &Timeline, metrics: &PeerMetrics) -> V
             None => out.push(fail("selected_pair", want, "no selected pair".into())),
         }
     }
+    let counters = media.copied().unwrap_or_default();
+    if let Some(n) = exp.min_video_frames
+        && counters.video_frames < n
+    {
+        out.push(fail(
+            "min_video_frames",
+            format!("at least {n} video frames"),
+            format!(
+                "{} frames ({} packets)",
+                counters.video_frames, counters.video_packets_received
+            ),
+        ));
+    }
+    if let Some(n) = exp.min_audio_packets
+        && counters.audio_packets_received < n
+    {
+        out.push(fail(
+            "min_audio_packets",
+            format!("at least {n} audio packets"),
+            format!("{} packets", counters.audio_packets_received),
+        ));
+    }
+    if let Some(max) = exp.first_frame_ms_max {
+        match metrics.first_frame_ms {
+            Some(v) if v <= max => {}
+            Some(v) => out.push(fail(
+                "first_frame_ms_max",
+                format!("first_frame_ms <= {max}"),
+                format!("{v:.1} ms"),
+            )),
+            None => out.push(fail(
+                "first_frame_ms_max",
+                format!("first_frame_ms <= {max}"),
+                "no video frame".to_string(),
+            )),
+        }
+    }
     if let Some(max) = exp.setup_ms_max {
         match metrics.setup_ms {
             Some(v) if v <= max => {}
@@ -173,14 +215,14 @@ mod tests {
             ("a", C, "connected"),
         ]);
         let m = PeerMetrics::default();
-        assert!(check(&exp(&["new", "connecting", "connected"]), &t, &m).is_empty());
+        assert!(check(&exp(&["new", "connecting", "connected"]), &t, &m, None).is_empty());
         // Prefix, extra and reordered sequences all fail.
         for bad in [
             &["new", "connecting"][..],
             &["new", "connecting", "connected", "closed"][..],
             &["new", "connected", "connecting"][..],
         ] {
-            let f = check(&exp(bad), &t, &m);
+            let f = check(&exp(bad), &t, &m, None);
             assert_eq!(f.len(), 1, "{bad:?}");
             assert_eq!(f[0].observed, "[new, connecting, connected]");
         }
@@ -195,7 +237,7 @@ mod tests {
             never: vec!["failed".into()],
             ..Default::default()
         };
-        let f = check(&e, &t, &PeerMetrics::default());
+        let f = check(&e, &t, &PeerMetrics::default(), None);
         assert_eq!(f.len(), 1);
         assert!(f[0].observed.contains("iceConnectionState \"failed\""));
     }
@@ -226,7 +268,7 @@ mod tests {
             setup_ms: Some(150.0),
             ..Default::default()
         };
-        let f = check(&e, &t, &m);
+        let f = check(&e, &t, &m, None);
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].observed, "1 intact in-order (of 3 received)");
         assert_eq!(f[1].observed, "150.0 ms");
@@ -234,6 +276,6 @@ mod tests {
             setup_ms: Some(100.0),
             ..Default::default()
         };
-        assert_eq!(check(&e, &t, &ok).len(), 1);
+        assert_eq!(check(&e, &t, &ok, None).len(), 1);
     }
 }

@@ -6,6 +6,7 @@
 //! plain IPs anyway. The ICE timers of the scenario's peer table map onto webrtc-rs's
 //! `SettingEngine`; unset ones keep the webrtc-rs defaults.
 
+use super::media::{self, MediaCounters};
 use super::signaling_client::SignalingClient;
 use super::{
     ConnectRequest, EventSink, Launcher, Peer, PeerError, PeerInfo, Role, SendRequest,
@@ -23,12 +24,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelState};
+use webrtc::peer_connection::Registry;
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceConnectionState, RTCIceGatheringState, RTCIceServer,
-    RTCIceTransportPolicy, RTCPeerConnectionIceErrorEvent, RTCPeerConnectionIceEvent,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceConnectionState, RTCIceGatheringState,
+    RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceErrorEvent, RTCPeerConnectionIceEvent,
     RTCPeerConnectionState, RTCSessionDescription, RTCSignalingState, RTCStatsReportEntry,
-    SettingEngineBuilder, StatsSelector,
+    SettingEngineBuilder, StatsSelector, register_default_interceptors,
 };
 
 /// webrtc-rs version this harness is built against.
@@ -83,6 +85,8 @@ struct Bot {
 
 struct BotConnection {
     pc: Arc<dyn PeerConnection>,
+    /// What arrived on the remote tracks.
+    received: Arc<Mutex<MediaCounters>>,
     /// Asks the negotiation task for an ICE restart; it answers once the offer is sent.
     restart: mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>,
     /// Next sequence number to send, per channel (a second `send` continues the sequence).
@@ -113,6 +117,9 @@ struct Handler {
     candidates: mpsc::UnboundedSender<Option<RTCIceCandidateInit>>,
     gathering_complete: watch::Sender<bool>,
     channels: Arc<Mutex<HashMap<String, Arc<dyn DataChannel>>>>,
+    /// Becomes true at connectionState `connected` (media starts flowing then).
+    connected: watch::Sender<bool>,
+    received: Arc<Mutex<MediaCounters>>,
 }
 
 impl Handler {
@@ -168,6 +175,25 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         self.state(StateMachine::Connection, state.to_string());
+        if state == RTCPeerConnectionState::Connected {
+            let _ = self.connected.send(true);
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn webrtc::media_stream::track_remote::TrackRemote>) {
+        let sink = self.sink.clone();
+        let connection = self.connection.clone();
+        let received = self.received.clone();
+        tokio::spawn(async move {
+            let kind = track.kind().await.to_string().to_lowercase();
+            sink.emit(&connection, EventKind::TrackReceived { kind });
+            let first = {
+                let sink = sink.clone();
+                let connection = connection.clone();
+                move || sink.emit(&connection, EventKind::FirstVideoFrame)
+            };
+            media::count(track, received, first).await;
+        });
     }
 
     async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
@@ -263,13 +289,17 @@ impl Peer for Bot {
     async fn connect(&self, req: &ConnectRequest) -> Result<(), PeerError> {
         let (cand_tx, cand_rx) = mpsc::unbounded_channel();
         let (gathered_tx, gathered_rx) = watch::channel(false);
+        let (connected_tx, mut connected_rx) = watch::channel(false);
         let channels: Arc<Mutex<HashMap<String, Arc<dyn DataChannel>>>> = Arc::default();
+        let received: Arc<Mutex<MediaCounters>> = Arc::default();
         let handler = Arc::new(Handler {
             sink: self.sink.clone(),
             connection: req.connection.clone(),
             candidates: cand_tx,
             gathering_complete: gathered_tx,
             channels: channels.clone(),
+            connected: connected_tx,
+            received: received.clone(),
         });
         // Creation: the four machines start at their W3C initial values.
         for m in StateMachine::ALL {
@@ -292,17 +322,49 @@ impl Peer for Bot {
             .with_ice_servers(servers)
             .with_ice_transport_policy(policy)
             .build();
-        let pc = PeerConnectionBuilder::new()
+        let mut builder = PeerConnectionBuilder::new()
             .with_configuration(config)
             .with_setting_engine(self.setting_engine())
             .with_handler(handler)
-            .with_udp_addrs(vec![format!("{}:0", self.bind_ip)])
+            .with_udp_addrs(vec![format!("{}:0", self.bind_ip)]);
+        if !req.media.is_empty() {
+            // Codecs and the default interceptors (RTCP reports, NACK) only when media flows,
+            // so data-channel-only setups are measured as before.
+            let mut engine = MediaEngine::default();
+            engine
+                .register_default_codecs()
+                .map_err(|e| PeerError::failed(format!("registering codecs: {e}")))?;
+            let registry = register_default_interceptors(Registry::new(), &mut engine)
+                .map_err(|e| PeerError::failed(format!("registering interceptors: {e}")))?;
+            builder = builder
+                .with_media_engine(engine)
+                .with_interceptor_registry(registry);
+        }
+        let pc = builder
             .build()
             .await
             .map_err(|e| PeerError::failed(format!("building the peer connection: {e}")))?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
 
         let mut tasks = Vec::new();
+        let outgoing = media::add_tracks(&pc, &req.media, &self.id)
+            .await
+            .map_err(PeerError::failed)?;
+        for out in outgoing {
+            let sink = self.sink.clone();
+            let conn = req.connection.clone();
+            let mut connected = connected_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                // The negotiated payload type is known once connected.
+                if connected.wait_for(|c| *c).await.is_err() {
+                    return;
+                }
+                if let Err(e) = media::stream(out).await {
+                    sink.emit(&conn, EventKind::Error { message: e });
+                }
+            }));
+        }
+        let _ = connected_rx.borrow_and_update();
         if req.role == Role::Offerer
             && let Some(label) = &req.data_channel
         {
@@ -338,6 +400,7 @@ impl Peer for Bot {
         )));
         let conn = Arc::new(BotConnection {
             pc,
+            received,
             restart: restart_tx,
             next_seq: Mutex::new(HashMap::new()),
             channels,
@@ -421,6 +484,14 @@ impl Peer for Bot {
         };
         Ok(kind(&pair.local_candidate_id, "RTCLocalIceCandidate")
             .zip(kind(&pair.remote_candidate_id, "RTCRemoteIceCandidate")))
+    }
+
+    async fn media_counters(&self, connection: &str) -> Result<MediaCounters, PeerError> {
+        let conn = self.connection(connection)?;
+        conn.received
+            .lock()
+            .map(|c| *c)
+            .map_err(|_| PeerError::failed("poisoned"))
     }
 
     async fn restart_ice(&self, connection: &str) -> Result<(), PeerError> {

@@ -10,6 +10,7 @@
 
 pub mod bot;
 pub mod browser;
+pub mod media;
 mod process;
 mod signaling_client;
 
@@ -102,6 +103,8 @@ pub struct ConnectRequest {
     pub ice_servers: Vec<crate::scenario::IceServerEntry>,
     /// `RTCConfiguration.iceTransportPolicy`.
     pub ice_transport_policy: crate::scenario::IcePolicy,
+    /// Media this peer sends (and expects to receive): one track per kind, sendrecv.
+    pub media: Vec<crate::scenario::MediaKind>,
 }
 
 /// Ask a peer to send test messages (see [`crate::payload`]).
@@ -175,6 +178,8 @@ pub trait Peer: Send + Sync {
     async fn send(&self, req: &SendRequest) -> Result<(), PeerError>;
     /// The selected candidate pair's (local, remote) candidate types, from the peer's stats.
     async fn selected_pair(&self, connection: &str) -> Result<Option<(String, String)>, PeerError>;
+    /// What the peer received on a connection so far.
+    async fn media_counters(&self, connection: &str) -> Result<media::MediaCounters, PeerError>;
     /// `restartIce()` on one connection, then a new offer through signaling (returns once the
     /// offer is sent; the engine waits for the answer on the timeline).
     async fn restart_ice(&self, connection: &str) -> Result<(), PeerError>;

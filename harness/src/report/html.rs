@@ -45,6 +45,7 @@ fn tick_color(e: &EventKind) -> Option<RGBColor> {
         }
         EventKind::Error { .. } | EventKind::IceCandidateError { .. } => RGBColor(0xd9, 0x30, 0x25),
         EventKind::SelectedCandidatePair { .. } => RGBColor(0x00, 0x69, 0x5c),
+        EventKind::TrackReceived { .. } | EventKind::FirstVideoFrame => RGBColor(0xef, 0x6c, 0x00),
         EventKind::Closed => RGBColor(0x5f, 0x63, 0x68),
         EventKind::State { .. } => return None,
     })

@@ -111,6 +111,7 @@ mod tests {
             metrics: Default::default(),
             console: Default::default(),
             turn_log: None,
+            media: Default::default(),
             timeline,
         }
     }

@@ -158,6 +158,16 @@ pub struct PeerEntry {
     pub relay_acceptance_wait_ms: Option<u64>,
 }
 
+/// A media kind (W3C `MediaStreamTrack.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MediaKind {
+    /// Opus audio.
+    Audio,
+    /// VP8 video.
+    Video,
+}
+
 /// Step actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -204,6 +214,8 @@ pub struct StepEntry {
     pub data_channel: Option<String>,
     /// connect: trickle ICE candidates (default true); false sends them inside the SDP.
     pub trickle: Option<bool>,
+    /// connect: media both peers send and receive (`audio`, `video`).
+    pub media: Option<Vec<MediaKind>>,
     /// send: sending peer.
     pub from: Option<String>,
     /// send: data-channel label.
@@ -242,6 +254,12 @@ pub struct ExpectEntry {
     pub candidate_types_gathered: Option<Vec<String>>,
     /// Types of the selected candidate pair once connected.
     pub selected_pair: Option<SelectedPairEntry>,
+    /// Whole video frames this peer must have received (browsers: `framesDecoded`).
+    pub min_video_frames: Option<u64>,
+    /// Audio packets this peer must have received (`packetsReceived`).
+    pub min_audio_packets: Option<u64>,
+    /// Upper bound on `first_frame_ms` (connected → first video frame at this peer), ms.
+    pub first_frame_ms_max: Option<f64>,
 }
 
 /// `selected_pair = { local = "relay", remote = "host" }`.

@@ -2,8 +2,8 @@
 //! keys its action needs, and no step is impossible given the steps before it.
 
 use super::file::{
-    Action, ExpectEntry, IceEntry, IcePolicy, IceServerEntry, PeerEntry, PeerKind, ScenarioFile,
-    StepEntry, TurnTransport,
+    Action, ExpectEntry, IceEntry, IcePolicy, IceServerEntry, MediaKind, PeerEntry, PeerKind,
+    ScenarioFile, StepEntry, TurnTransport,
 };
 use super::{ScenarioError, line_column};
 use crate::timeline::StateMachine;
@@ -133,6 +133,8 @@ pub enum Step {
         data_channel: Option<String>,
         /// Trickle ICE (true) or candidates inside the SDP (false).
         trickle: bool,
+        /// Media both peers send and receive.
+        media: Vec<MediaKind>,
     },
     /// Send numbered messages and wait until the other side has them all.
     Send {
@@ -210,6 +212,12 @@ pub struct Expectation {
     pub candidate_types_gathered: Option<Vec<String>>,
     /// Selected pair's (local, remote) candidate types.
     pub selected_pair: Option<(String, String)>,
+    /// Minimum whole video frames received.
+    pub min_video_frames: Option<u64>,
+    /// Minimum audio packets received.
+    pub min_audio_packets: Option<u64>,
+    /// Upper bound on first_frame_ms.
+    pub first_frame_ms_max: Option<f64>,
 }
 
 /// One segment of a key path.
@@ -510,7 +518,7 @@ fn check_steps(
     for (i, s) in raw.iter().enumerate() {
         let at = |k| [Seg::Key("steps"), Seg::Index(i), Seg::Key(k)];
         let allowed: &[&str] = match s.action {
-            Action::Connect => &["offerer", "answerer", "data_channel", "trickle"],
+            Action::Connect => &["offerer", "answerer", "data_channel", "trickle", "media"],
             Action::Send => &["from", "channel", "messages", "bytes"],
             Action::Wait => &["ms"],
             Action::Close | Action::RestartIce => &["peer"],
@@ -520,6 +528,7 @@ fn check_steps(
             ("answerer", s.answerer.is_some()),
             ("data_channel", s.data_channel.is_some()),
             ("trickle", s.trickle.is_some()),
+            ("media", s.media.is_some()),
             ("from", s.from.is_some()),
             ("channel", s.channel.is_some()),
             ("messages", s.messages.is_some()),
@@ -603,13 +612,14 @@ fn check_steps(
                         return Err(c.err(&at("data_channel"), "label must be 1 to 65535 bytes"));
                     }
                     Some(_) => {}
+                    None if s.media.as_ref().is_some_and(|m| !m.is_empty()) => {}
                     // An offer with no data channel and no media has no m= section, so no ICE
                     // transport: nothing could ever connect.
                     None => {
                         return Err(c.err(
                             &[Seg::Key("steps"), Seg::Index(i)],
-                            "a connect step needs something to negotiate: set `data_channel` \
-                             (an offer without any m= section has no ICE transport)",
+                            "a connect step needs something to negotiate: set `data_channel` or \
+                             `media` (an offer without any m= section has no ICE transport)",
                         ));
                     }
                 }
@@ -628,6 +638,11 @@ fn check_steps(
                     answerer,
                     data_channel: s.data_channel.clone(),
                     trickle: s.trickle.unwrap_or(trickle_default),
+                    media: {
+                        let mut m = s.media.clone().unwrap_or_default();
+                        m.dedup();
+                        m
+                    },
                 }
             }
             Action::Send => {
@@ -869,7 +884,15 @@ fn check_expectations(
             }
             selected = Some((p.local.clone(), p.remote.clone()));
         }
+        if let Some(m) = e.first_frame_ms_max
+            && !(m.is_finite() && m > 0.0)
+        {
+            return Err(c.err(&at("first_frame_ms_max"), "must be a positive number of ms"));
+        }
         out.push(Expectation {
+            min_video_frames: e.min_video_frames,
+            min_audio_packets: e.min_audio_packets,
+            first_frame_ms_max: e.first_frame_ms_max,
             candidate_types_gathered: gathered,
             selected_pair: selected,
             peer: e.peer.clone(),

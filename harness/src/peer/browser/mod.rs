@@ -462,6 +462,17 @@ impl Peer for BrowserPeer {
             .map(|(l, r)| (l.to_string(), r.to_string())))
     }
 
+    async fn media_counters(
+        &self,
+        connection: &str,
+    ) -> Result<crate::peer::media::MediaCounters, PeerError> {
+        let v = self
+            .control
+            .command(json!({"cmd": "media-counters", "connection": connection}))
+            .await?;
+        serde_json::from_value(v).map_err(|e| PeerError::failed(format!("media counters: {e}")))
+    }
+
     async fn restart_ice(&self, connection: &str) -> Result<(), PeerError> {
         self.control
             .command(json!({"cmd": "restart-ice", "connection": connection}))

@@ -117,6 +117,31 @@ async function connect(cmd) {
     type: "ice-candidate-error", url: String(e.url || ""), error_code: e.errorCode || 0, error_text: String(e.errorText || ""),
   });
   pc.ondatachannel = (e) => attachChannel(c, connection, e.channel);
+  // Remote media: every video track plays in a <video>; its first painted frame is timed with
+  // requestVideoFrameCallback.
+  c.framesPainted = 0;
+  pc.ontrack = (e) => {
+    emit(connection, { type: "track-received", kind: e.track.kind });
+    if (e.track.kind !== "video") return;
+    const video = document.createElement("video");
+    video.muted = true;
+    video.autoplay = true;
+    video.playsInline = true;
+    video.srcObject = new MediaStream([e.track]);
+    document.body.appendChild(video);
+    const onFrame = () => {
+      if (c.framesPainted++ === 0) emit(connection, { type: "first-video-frame" });
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+    video.play().catch(fail);
+  };
+  const media = cmd.media || [];
+  if (media.length) {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: media.includes("audio"), video: media.includes("video") });
+    c.localStream = stream;
+    for (const t of stream.getTracks()) pc.addTrack(t, stream);
+  }
   if (role === "offerer" && data_channel) attachChannel(c, connection, pc.createDataChannel(data_channel));
 
   const fail = (e) => emit(connection, { type: "error", message: String(e && e.message ? e.message : e) });
@@ -188,6 +213,25 @@ async function connect(cmd) {
   return null;
 }
 
+// What arrived, from getStats() inbound-rtp (webrtc-stats names).
+async function mediaCounters(cmd) {
+  const c = conns.get(cmd.connection);
+  if (!c) throw new Error("no connection " + cmd.connection);
+  const out = { video_packets_received: 0, video_frames: 0, video_key_frames: 0, audio_packets_received: 0 };
+  const stats = await c.pc.getStats();
+  stats.forEach((s) => {
+    if (s.type !== "inbound-rtp") return;
+    if (s.kind === "video") {
+      out.video_packets_received += s.packetsReceived || 0;
+      out.video_frames += s.framesDecoded || 0;
+      out.video_key_frames += s.keyFramesDecoded || 0;
+    } else if (s.kind === "audio") {
+      out.audio_packets_received += s.packetsReceived || 0;
+    }
+  });
+  return out;
+}
+
 async function restartIce(cmd) {
   const c = conns.get(cmd.connection);
   if (!c) throw new Error("no connection " + cmd.connection);
@@ -218,6 +262,7 @@ function close(cmd) {
   if (!c) throw new Error("no connection " + cmd.connection);
   emit(cmd.connection, { type: "closed" });
   c.pc.close();
+  if (c.localStream) c.localStream.getTracks().forEach((t) => t.stop());
   c.closing = true;
   if (c.ws) c.ws.close();
   // close() changes these without firing events (W3C webrtc-pc, close()).
@@ -250,7 +295,7 @@ async function selectedPair(cmd) {
   return { local: local && local.candidateType, remote: remote && remote.candidateType };
 }
 
-const handlers = { connect, send, close, "selected-pair": selectedPair, "restart-ice": restartIce };
+const handlers = { connect, send, close, "selected-pair": selectedPair, "restart-ice": restartIce, "media-counters": mediaCounters };
 
 control.onmessage = async (m) => {
   const msg = JSON.parse(m.data);
