@@ -481,6 +481,19 @@ impl Engine {
                 }
                 tokio::time::sleep_until(until).await;
             }
+            Step::AddTrack {
+                peer,
+                connection,
+                kind,
+                ..
+            } => {
+                bounded(
+                    deadline,
+                    &format!("{peer}: add_track"),
+                    get(peer)?.add_track(connection, *kind),
+                )
+                .await?;
+            }
             Step::RestartIce {
                 peer, connection, ..
             } => {
@@ -746,8 +759,26 @@ pub fn step_done(step: &Step, timeline: &Timeline, start: &StepStart) -> Progres
                 Progress::Waiting
             }
         }
+        Step::AddTrack {
+            other, connection, ..
+        } => {
+            if answers_applied(timeline, connection) > start.answers_before
+                && tracks_received(timeline, other) > start.tracks_before
+            {
+                Progress::Done
+            } else {
+                Progress::Waiting
+            }
+        }
         Step::Wait { .. } | Step::Close { .. } => Progress::Done,
     }
+}
+
+fn tracks_received(timeline: &Timeline, peer: &str) -> usize {
+    timeline
+        .of_peer(peer)
+        .filter(|e| matches!(e.event, EventKind::TrackReceived { .. }))
+        .count()
 }
 
 fn answers_applied(timeline: &Timeline, connection: &str) -> usize {
@@ -763,8 +794,10 @@ fn answers_applied(timeline: &Timeline, connection: &str) -> usize {
 pub struct StepStart {
     /// Messages the step's receiver had already received on its channel.
     pub received_before: usize,
-    /// Answers already applied in the step's connection (for `restart_ice`).
+    /// Answers already applied in the step's connection (`restart_ice`, `add_track`).
     pub answers_before: usize,
+    /// Tracks the other peer had received (`add_track`).
+    pub tracks_before: usize,
     /// Error events already on the timeline.
     pub errors_before: usize,
 }
@@ -780,7 +813,13 @@ impl StepStart {
                 _ => 0,
             },
             answers_before: match step {
-                Step::RestartIce { connection, .. } => answers_applied(timeline, connection),
+                Step::RestartIce { connection, .. } | Step::AddTrack { connection, .. } => {
+                    answers_applied(timeline, connection)
+                }
+                _ => 0,
+            },
+            tracks_before: match step {
+                Step::AddTrack { other, .. } => tracks_received(timeline, other),
                 _ => 0,
             },
             errors_before: timeline
@@ -833,6 +872,12 @@ fn waiting_for(step: &Step, timeline: &Timeline, start: &StepStart) -> String {
                 .len()
                 .saturating_sub(start.received_before)
         ),
+        Step::AddTrack {
+            peer, other, kind, ..
+        } => format!(
+            "the answer to {peer}'s new offer and a new {} track at {other}",
+            format!("{kind:?}").to_lowercase()
+        ),
         Step::RestartIce { peer, other, .. } => format!(
             "the restart's answer to be applied at {peer} and both {peer} and {other} to be connected again"
         ),
@@ -848,7 +893,9 @@ pub fn diagnose(step: &Step, timeline: &Timeline) -> String {
         } => vec![offerer, answerer],
         Step::Send { from, to, .. } => vec![from, to],
         Step::Close { peer } => vec![peer],
-        Step::RestartIce { peer, other, .. } => vec![peer, other],
+        Step::RestartIce { peer, other, .. } | Step::AddTrack { peer, other, .. } => {
+            vec![peer, other]
+        }
         Step::Wait { .. } => vec![],
     };
     let mut out = String::new();

@@ -87,8 +87,8 @@ struct BotConnection {
     pc: Arc<dyn PeerConnection>,
     /// What arrived on the remote tracks.
     received: Arc<Mutex<MediaCounters>>,
-    /// Asks the negotiation task for an ICE restart; it answers once the offer is sent.
-    restart: mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>,
+    /// Asks the negotiation task to renegotiate; it answers once the new offer is sent.
+    renegotiate: mpsc::UnboundedSender<(Renegotiation, oneshot::Sender<Result<(), String>>)>,
     /// Next sequence number to send, per channel (a second `send` continues the sequence).
     next_seq: Mutex<HashMap<String, u64>>,
     channels: Arc<Mutex<HashMap<String, Arc<dyn DataChannel>>>>,
@@ -388,20 +388,20 @@ impl Peer for Bot {
         client.send(ClientMessage::Join {
             room: req.room.clone(),
         });
-        let (restart_tx, restart_rx) = mpsc::unbounded_channel();
+        let (renegotiate_tx, renegotiate_rx) = mpsc::unbounded_channel();
         tasks.push(tokio::spawn(negotiate(
             pc.clone(),
             client,
             cand_rx,
             gathered_rx,
-            restart_rx,
+            renegotiate_rx,
             req.clone(),
             self.sink.clone(),
         )));
         let conn = Arc::new(BotConnection {
             pc,
             received,
-            restart: restart_tx,
+            renegotiate: renegotiate_tx,
             next_seq: Mutex::new(HashMap::new()),
             channels,
             tasks: Mutex::new(tasks),
@@ -494,15 +494,18 @@ impl Peer for Bot {
             .map_err(|_| PeerError::failed("poisoned"))
     }
 
+    async fn add_track(
+        &self,
+        connection: &str,
+        kind: crate::scenario::MediaKind,
+    ) -> Result<(), PeerError> {
+        self.renegotiate(connection, Renegotiation::AddTrack(kind), "add_track")
+            .await
+    }
+
     async fn restart_ice(&self, connection: &str) -> Result<(), PeerError> {
-        let conn = self.connection(connection)?;
-        let (tx, rx) = oneshot::channel();
-        conn.restart
-            .send(tx)
-            .map_err(|_| PeerError::failed("restart_ice: negotiation task gone"))?;
-        rx.await
-            .map_err(|_| PeerError::failed("restart_ice: negotiation task gone"))?
-            .map_err(|e| PeerError::failed(format!("restart_ice: {e}")))
+        self.renegotiate(connection, Renegotiation::RestartIce, "restart_ice")
+            .await
     }
 
     async fn close(&self, connection: &str) -> Result<(), PeerError> {
@@ -543,7 +546,29 @@ impl Peer for Bot {
     }
 }
 
+/// What a renegotiation is for.
+enum Renegotiation {
+    RestartIce,
+    AddTrack(crate::scenario::MediaKind),
+}
+
 impl Bot {
+    async fn renegotiate(
+        &self,
+        connection: &str,
+        what: Renegotiation,
+        name: &str,
+    ) -> Result<(), PeerError> {
+        let conn = self.connection(connection)?;
+        let (tx, rx) = oneshot::channel();
+        conn.renegotiate
+            .send((what, tx))
+            .map_err(|_| PeerError::failed(format!("{name}: negotiation task gone")))?;
+        rx.await
+            .map_err(|_| PeerError::failed(format!("{name}: negotiation task gone")))?
+            .map_err(|e| PeerError::failed(format!("{name}: {e}")))
+    }
+
     fn connection(&self, id: &str) -> Result<Arc<BotConnection>, PeerError> {
         self.connections
             .lock()
@@ -560,26 +585,43 @@ async fn negotiate(
     mut client: SignalingClient,
     mut local_candidates: mpsc::UnboundedReceiver<Option<RTCIceCandidateInit>>,
     gathered: watch::Receiver<bool>,
-    mut restarts: mpsc::UnboundedReceiver<oneshot::Sender<Result<(), String>>>,
+    mut renegotiations: mpsc::UnboundedReceiver<(
+        Renegotiation,
+        oneshot::Sender<Result<(), String>>,
+    )>,
     req: ConnectRequest,
     sink: EventSink,
 ) {
+    // Tracks added mid-call start streaming once their answer is applied (their payload type
+    // is negotiated then); the set aborts them when this task ends.
+    let mut unstarted: Vec<media::Outgoing> = Vec::new();
+    let mut streams = tokio::task::JoinSet::new();
     let conn = req.connection.clone();
     let report = |what: String| sink.emit(&conn, EventKind::Error { message: what });
     let mut pending_remote: Vec<RTCIceCandidateInit> = Vec::new();
     let mut have_remote = false;
     loop {
         tokio::select! {
-            Some(done) = restarts.recv() => {
-                // restartIce(), then a new offer with fresh ICE credentials (W3C §4.4.1.6).
-                let r = match pc.restart_ice().await {
+            Some((what, done)) = renegotiations.recv() => {
+                let prepared = match what {
+                    // restartIce(): the next offer carries fresh ICE credentials (W3C §4.4.1.6).
+                    Renegotiation::RestartIce => {
+                        pc.restart_ice().await.map_err(|e| format!("restartIce: {e}"))
+                    }
+                    Renegotiation::AddTrack(kind) => {
+                        media::add_tracks(&pc, &[kind], sink.peer()).await.map(|mut t| {
+                            unstarted.append(&mut t);
+                        })
+                    }
+                };
+                let r = match prepared {
                     Ok(()) => {
                         sink.emit(&conn, EventKind::CreateOffer);
                         local_sdp(&pc, true, req.trickle, gathered.clone()).await.map(|sdp| {
                             client.send(ClientMessage::Offer { sdp, to: None });
                         })
                     }
-                    Err(e) => Err(format!("restartIce: {e}")),
+                    Err(e) => Err(e),
                 };
                 let _ = done.send(r);
             }
@@ -626,6 +668,15 @@ async fn negotiate(
                             Ok(()) => {
                                 sink.emit(&conn, EventKind::AnswerApplied);
                                 have_remote = true;
+                                for out in unstarted.drain(..) {
+                                    let sink = sink.clone();
+                                    let conn = conn.clone();
+                                    streams.spawn(async move {
+                                        if let Err(e) = media::stream(out).await {
+                                            sink.emit(&conn, EventKind::Error { message: e });
+                                        }
+                                    });
+                                }
                                 add_pending(&pc, &mut pending_remote).await
                             }
                             Err(e) => Err(e),

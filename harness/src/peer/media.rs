@@ -105,6 +105,15 @@ fn codec(kind: crate::scenario::MediaKind) -> RTCRtpCodec {
     }
 }
 
+/// A fresh SSRC (RFC 3550 §8: unique within the session): a process-wide counter mixed with the
+/// process id, never repeated by this process.
+fn next_ssrc() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    (std::process::id().wrapping_mul(0x9E37_79B9)) ^ n.wrapping_mul(0x85EB_CA6B)
+}
+
 /// Adds one sendrecv track per kind to `pc` (before the offer or answer).
 pub async fn add_tracks(
     pc: &Arc<dyn PeerConnection>,
@@ -112,7 +121,7 @@ pub async fn add_tracks(
     label: &str,
 ) -> Result<Vec<Outgoing>, String> {
     let mut out = Vec::new();
-    for (i, kind) in kinds.iter().enumerate() {
+    for kind in kinds {
         let rtp_kind = match kind {
             crate::scenario::MediaKind::Video => RtpCodecKind::Video,
             crate::scenario::MediaKind::Audio => RtpCodecKind::Audio,
@@ -127,7 +136,7 @@ pub async fn add_tracks(
                     rtp_kind,
                     vec![RTCRtpEncodingParameters {
                         rtp_coding_parameters: RTCRtpCodingParameters {
-                            ssrc: Some(0x5eed_0000 + i as u32 + (std::process::id() << 4)),
+                            ssrc: Some(next_ssrc()),
                             ..Default::default()
                         },
                         codec: codec(*kind),

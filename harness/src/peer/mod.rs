@@ -68,6 +68,11 @@ impl EventSink {
         });
     }
 
+    /// The peer id.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
     /// The harness clock.
     pub fn clock(&self) -> Clock {
         self.clock
@@ -180,6 +185,12 @@ pub trait Peer: Send + Sync {
     async fn selected_pair(&self, connection: &str) -> Result<Option<(String, String)>, PeerError>;
     /// What the peer received on a connection so far.
     async fn media_counters(&self, connection: &str) -> Result<media::MediaCounters, PeerError>;
+    /// Adds a track of `kind` and renegotiates (returns once the new offer is sent).
+    async fn add_track(
+        &self,
+        connection: &str,
+        kind: crate::scenario::MediaKind,
+    ) -> Result<(), PeerError>;
     /// `restartIce()` on one connection, then a new offer through signaling (returns once the
     /// offer is sent; the engine waits for the answer on the timeline).
     async fn restart_ice(&self, connection: &str) -> Result<(), PeerError>;

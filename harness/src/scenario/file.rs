@@ -183,6 +183,9 @@ pub enum Action {
     /// `restartIce()` on one peer, then a new offer/answer (W3C webrtc-pc §4.4.1.6).
     #[serde(rename = "restart_ice")]
     RestartIce,
+    /// One peer adds a track of `kind` mid-call, then a new offer/answer.
+    #[serde(rename = "add_track")]
+    AddTrack,
 }
 
 impl Action {
@@ -194,6 +197,7 @@ impl Action {
             Action::Wait => "wait",
             Action::Close => "close",
             Action::RestartIce => "restart_ice",
+            Action::AddTrack => "add_track",
         }
     }
 }
@@ -216,6 +220,8 @@ pub struct StepEntry {
     pub trickle: Option<bool>,
     /// connect: media both peers send and receive (`audio`, `video`).
     pub media: Option<Vec<MediaKind>>,
+    /// add_track: the kind of the new track.
+    pub kind: Option<MediaKind>,
     /// send: sending peer.
     pub from: Option<String>,
     /// send: data-channel label.

@@ -161,6 +161,18 @@ pub enum Step {
         /// The peer.
         peer: String,
     },
+    /// `peer` adds a track of `kind` and renegotiates; done when its answer is applied and the
+    /// other peer has received the new track.
+    AddTrack {
+        /// The peer adding the track (it makes the new offer).
+        peer: String,
+        /// The other peer of the connection.
+        other: String,
+        /// Connection id.
+        connection: String,
+        /// Kind of the new track.
+        kind: MediaKind,
+    },
     /// ICE restart initiated by `peer`: `restartIce()`, a new offer, the other side answers;
     /// done when the answer is applied and both peers are connected again.
     RestartIce {
@@ -191,6 +203,9 @@ impl Step {
             Step::Wait { ms } => format!("wait {ms} ms"),
             Step::Close { peer } => format!("close {peer}"),
             Step::RestartIce { peer, other, .. } => format!("restart_ice {peer} -> {other}"),
+            Step::AddTrack {
+                peer, other, kind, ..
+            } => format!("add_track {kind:?} {peer} -> {other}").to_lowercase(),
         }
     }
 }
@@ -513,6 +528,7 @@ fn check_steps(
     let mut connections: Vec<(String, String, String, Option<String>)> = Vec::new();
     let mut connected: HashMap<String, usize> = HashMap::new();
     let mut closed: HashSet<String> = HashSet::new();
+    let mut with_media: HashSet<String> = HashSet::new();
     let mut out = Vec::new();
 
     for (i, s) in raw.iter().enumerate() {
@@ -522,6 +538,7 @@ fn check_steps(
             Action::Send => &["from", "channel", "messages", "bytes"],
             Action::Wait => &["ms"],
             Action::Close | Action::RestartIce => &["peer"],
+            Action::AddTrack => &["peer", "kind"],
         };
         let present = [
             ("offerer", s.offerer.is_some()),
@@ -529,6 +546,7 @@ fn check_steps(
             ("data_channel", s.data_channel.is_some()),
             ("trickle", s.trickle.is_some()),
             ("media", s.media.is_some()),
+            ("kind", s.kind.is_some()),
             ("from", s.from.is_some()),
             ("channel", s.channel.is_some()),
             ("messages", s.messages.is_some()),
@@ -624,6 +642,9 @@ fn check_steps(
                     }
                 }
                 let connection = format!("conn{i}-{offerer}-{answerer}");
+                if s.media.as_ref().is_some_and(|m| !m.is_empty()) {
+                    with_media.insert(connection.clone());
+                }
                 connected.insert(offerer.clone(), i);
                 connected.insert(answerer.clone(), i);
                 connections.push((
@@ -714,6 +735,38 @@ fn check_steps(
                     ));
                 }
                 Step::Wait { ms }
+            }
+            Action::AddTrack => {
+                let peer = need_str("peer", &s.peer)?;
+                peer_ref("peer", &peer)?;
+                let kind = s.kind.ok_or_else(|| {
+                    c.err(
+                        &[Seg::Key("steps"), Seg::Index(i)],
+                        "action \"add_track\" needs key `kind` (\"audio\" or \"video\")",
+                    )
+                })?;
+                let Some((connection, o, a, _)) = connections
+                    .iter()
+                    .find(|(_, o, a, _)| *o == peer || *a == peer)
+                else {
+                    return Err(c.err(
+                        &at("peer"),
+                        format!("peer {peer:?} has no connection to add a track to (no earlier connect step)"),
+                    ));
+                };
+                if !with_media.contains(connection) {
+                    return Err(c.err(
+                        &at("peer"),
+                        "add_track needs a connection set up with `media` (its codecs are negotiated then)",
+                    ));
+                }
+                let other = if *o == peer { a.clone() } else { o.clone() };
+                Step::AddTrack {
+                    peer,
+                    other,
+                    connection: connection.clone(),
+                    kind,
+                }
             }
             Action::RestartIce => {
                 let peer = need_str("peer", &s.peer)?;

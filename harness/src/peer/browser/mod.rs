@@ -473,6 +473,17 @@ impl Peer for BrowserPeer {
         serde_json::from_value(v).map_err(|e| PeerError::failed(format!("media counters: {e}")))
     }
 
+    async fn add_track(
+        &self,
+        connection: &str,
+        kind: crate::scenario::MediaKind,
+    ) -> Result<(), PeerError> {
+        self.control
+            .command(json!({"cmd": "add-track", "connection": connection, "kind": kind}))
+            .await
+            .map(|_| ())
+    }
+
     async fn restart_ice(&self, connection: &str) -> Result<(), PeerError> {
         self.control
             .command(json!({"cmd": "restart-ice", "connection": connection}))

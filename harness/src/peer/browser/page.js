@@ -200,6 +200,18 @@ async function connect(cmd) {
   sig({ type: "join", room: cmd.room });
   // An ICE restart initiated here: a new offer with fresh ICE credentials, queued behind any
   // signaling still being handled.
+  // A track added mid-call: renegotiate with a new offer, queued like the restart.
+  c.addTrack = (kind) => {
+    const done = c.queue.then(async () => {
+      const stream = await navigator.mediaDevices.getUserMedia({ [kind]: true });
+      for (const t of stream.getTracks()) pc.addTrack(t, stream);
+      emit(connection, { type: "create-offer" });
+      const offer = await pc.createOffer();
+      sig({ type: "offer", sdp: await localSdp(offer) });
+    });
+    c.queue = done.catch(fail);
+    return done;
+  };
   c.restart = () => {
     const done = c.queue.then(async () => {
       pc.restartIce();
@@ -230,6 +242,13 @@ async function mediaCounters(cmd) {
     }
   });
   return out;
+}
+
+async function addTrack(cmd) {
+  const c = conns.get(cmd.connection);
+  if (!c) throw new Error("no connection " + cmd.connection);
+  await c.addTrack(cmd.kind);
+  return null;
 }
 
 async function restartIce(cmd) {
@@ -295,7 +314,7 @@ async function selectedPair(cmd) {
   return { local: local && local.candidateType, remote: remote && remote.candidateType };
 }
 
-const handlers = { connect, send, close, "selected-pair": selectedPair, "restart-ice": restartIce, "media-counters": mediaCounters };
+const handlers = { connect, send, close, "selected-pair": selectedPair, "restart-ice": restartIce, "media-counters": mediaCounters, "add-track": addTrack };
 
 control.onmessage = async (m) => {
   const msg = JSON.parse(m.data);
