@@ -66,10 +66,14 @@ pub struct RunResult {
     pub peers: Vec<PeerInfo>,
     /// Metrics by peer id.
     pub metrics: BTreeMap<String, PeerMetrics>,
+    /// Where each peer's setup time went (see [`crate::explain`]).
+    pub explanations: BTreeMap<String, Vec<String>>,
     /// Console output by peer id (browsers), up to the end of the run.
     pub console: BTreeMap<String, Vec<String>>,
     /// The embedded TURN server's log, when the scenario had one.
     pub turn_log: Option<String>,
+    /// Stats samples of every peer: every `stats_interval_ms` and at the end of each step.
+    pub stats: Vec<StatsSample>,
     /// Media received, by peer id (connections with `media` only), at the end of the steps.
     pub media: BTreeMap<String, crate::peer::media::MediaCounters>,
     /// All events.
@@ -169,9 +173,11 @@ impl Engine {
             wall_ms: 0.0,
             peers: Vec::new(),
             metrics: BTreeMap::new(),
+            explanations: BTreeMap::new(),
             console: BTreeMap::new(),
             turn_log: None,
             media: BTreeMap::new(),
+            stats: Vec::new(),
             timeline: Timeline::new(),
         };
 
@@ -255,6 +261,7 @@ impl Engine {
         }
 
         let scenario_deadline = Instant::now() + plan.timeout;
+        let mut sampler = Sampler::new(plan.stats_interval);
         let mut timeline = Timeline::new();
         let mut step_error = None;
         for (i, sp) in plan.steps.iter().enumerate() {
@@ -285,7 +292,11 @@ impl Engine {
                     &mut timeline,
                     origin,
                     &ice,
+                    &mut sampler,
                 )
+                .await;
+            sampler
+                .sample(&peers, &timeline, self.clock, origin, i, "end-of-step")
                 .await;
             if let Err(e) = r {
                 step_error = Some(format!("step {} ({desc}) failed: {e}", i + 1));
@@ -294,6 +305,7 @@ impl Engine {
             result.steps_completed += 1;
         }
         let end = self.clock.now_unix_ms() - origin;
+        result.stats = std::mem::take(&mut sampler.samples);
         // What is judged: every event that arrived while the steps ran (a browser's stamp may
         // map a little past `end`: its clock offset has an error and Firefox's timer is coarse),
         // plus events still in flight that were stamped before `end`. Anything else is teardown.
@@ -360,19 +372,42 @@ impl Engine {
             } = &sp.step
             {
                 for p in [offerer, answerer] {
-                    result
-                        .metrics
-                        .insert(p.clone(), metrics::peer_metrics(&judged, p, connection));
+                    let m = metrics::peer_metrics(&judged, p, connection);
+                    let selected = judged.of_peer(p).find_map(|e| match &e.event {
+                        EventKind::SelectedCandidatePair { local, remote } => {
+                            Some((local.as_str(), remote.as_str()))
+                        }
+                        _ => None,
+                    });
+                    if let Some(pp) = plan.peers.iter().find(|x| x.id == *p) {
+                        let subject = crate::explain::Subject {
+                            kind: pp.kind,
+                            timers: pp.timers,
+                            offerer: p == offerer,
+                            selected,
+                        };
+                        result
+                            .explanations
+                            .insert(p.clone(), crate::explain::explain(&subject, &m));
+                    }
+                    result.metrics.insert(p.clone(), m);
                 }
             }
         }
         for exp in &plan.expectations {
             let m = result.metrics.get(&exp.peer).cloned().unwrap_or_default();
+            let last = result
+                .stats
+                .iter()
+                .rev()
+                .find(|s| s.peer == exp.peer)
+                .map(|s| s.stats.as_slice());
             result.failures.extend(verdict::check(
                 exp,
                 &judged,
                 &m,
                 result.media.get(&exp.peer),
+                last,
             ));
         }
         let failed = step_error.is_some() || !result.failures.is_empty();
@@ -419,6 +454,7 @@ impl Engine {
         timeline: &mut Timeline,
         origin: f64,
         ice: &RunIce<'_>,
+        sampler: &mut Sampler,
     ) -> Result<(), String> {
         let start = StepStart::of(step, timeline);
         let get = |id: &str| {
@@ -479,7 +515,24 @@ impl Engine {
                         deadline.what
                     ));
                 }
-                tokio::time::sleep_until(until).await;
+                // Sleep, taking stats samples when they fall due.
+                loop {
+                    let wake = sampler.next.map_or(until, |n| n.min(until));
+                    tokio::time::sleep_until(wake).await;
+                    if Instant::now() >= until {
+                        break;
+                    }
+                    sampler
+                        .sample(
+                            peers,
+                            timeline,
+                            self.clock,
+                            origin,
+                            sampler.step,
+                            "interval",
+                        )
+                        .await;
+                }
             }
             Step::AddTrack {
                 peer,
@@ -533,9 +586,22 @@ impl Engine {
                 }
                 Progress::Waiting => {}
             }
-            match tokio::time::timeout_at(deadline.at, rx.recv()).await {
+            let wake = sampler.next.map_or(deadline.at, |n| n.min(deadline.at));
+            match tokio::time::timeout_at(wake, rx.recv()).await {
                 Ok(Some(ev)) => timeline.push(place(ev, origin)),
                 Ok(None) => return Err("event channel closed".into()),
+                Err(_) if Instant::now() < deadline.at => {
+                    sampler
+                        .sample(
+                            peers,
+                            timeline,
+                            self.clock,
+                            origin,
+                            sampler.step,
+                            "interval",
+                        )
+                        .await;
+                }
                 Err(_) => {
                     return Err(format!(
                         "deadline ({}) passed while waiting for {}{}\n{}",
@@ -587,6 +653,85 @@ fn turn_errors(turn: Option<&EmbeddedTurn>) -> String {
             t.log().display(),
             lines.join(" | ")
         )
+    }
+}
+
+/// One stats sample of one peer's connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsSample {
+    /// When it was taken, ms on the timeline.
+    pub t_ms: f64,
+    /// Peer id.
+    pub peer: String,
+    /// Connection id.
+    pub connection: String,
+    /// Index of the step it was taken in (or at the end of).
+    pub step: usize,
+    /// `interval` or `end-of-step`.
+    pub reason: &'static str,
+    /// The webrtc-stats dictionaries (see [`crate::peer::Peer::stats`]).
+    pub stats: Vec<serde_json::Value>,
+}
+
+/// Takes stats samples of every live connection of every peer.
+pub struct Sampler {
+    interval: Option<Duration>,
+    next: Option<Instant>,
+    step: usize,
+    samples: Vec<StatsSample>,
+}
+
+impl Sampler {
+    fn new(interval: Option<Duration>) -> Self {
+        Self {
+            interval,
+            next: interval.map(|i| Instant::now() + i),
+            step: 0,
+            samples: Vec::new(),
+        }
+    }
+
+    async fn sample(
+        &mut self,
+        peers: &[Running],
+        timeline: &Timeline,
+        clock: Clock,
+        origin: f64,
+        step: usize,
+        reason: &'static str,
+    ) {
+        self.step = step;
+        self.next = self.interval.map(|i| Instant::now() + i);
+        for p in peers {
+            // The peer's connections that exist and were not closed.
+            let mut conns: Vec<&str> = timeline
+                .of_peer(&p.id)
+                .map(|e| e.connection.as_str())
+                .filter(|c| !c.is_empty())
+                .collect();
+            conns.sort();
+            conns.dedup();
+            for c in conns {
+                let closed = timeline
+                    .of_peer(&p.id)
+                    .any(|e| e.connection == c && matches!(e.event, EventKind::Closed));
+                if closed {
+                    continue;
+                }
+                if let Ok(Ok(stats)) =
+                    tokio::time::timeout(Duration::from_secs(2), p.peer.stats(c)).await
+                {
+                    self.samples.push(StatsSample {
+                        t_ms: clock.now_unix_ms() - origin,
+                        peer: p.id.clone(),
+                        connection: c.to_string(),
+                        step,
+                        reason,
+                        stats,
+                    });
+                }
+            }
+        }
     }
 }
 

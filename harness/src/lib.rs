@@ -37,6 +37,7 @@
 
 pub mod clock;
 pub mod engine;
+pub mod explain;
 pub mod matrix;
 pub mod metrics;
 pub mod payload;

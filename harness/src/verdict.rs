@@ -40,6 +40,7 @@ pub fn check(
     timeline: &Timeline,
     metrics: &PeerMetrics,
     media: Option<&crate::peer::media::MediaCounters>,
+    last_stats: Option<&[serde_json::Value]>,
 ) -> Vec<Failure> {
     let mut out = Vec::new();
     let fail = |key: &str, expected: String, observed: String| Failure {
@@ -155,6 +156,36 @@ pub fn check(
             )),
         }
     }
+    if let Some(max) = exp.max_rtt_ms {
+        match last_stats.and_then(rtt_ms) {
+            Some(v) if v <= max => {}
+            Some(v) => out.push(fail(
+                "max_rtt_ms",
+                format!("RTT <= {max} ms"),
+                format!("{v:.1} ms"),
+            )),
+            None => out.push(fail(
+                "max_rtt_ms",
+                format!("RTT <= {max} ms"),
+                "no currentRoundTripTime on a nominated candidate pair".into(),
+            )),
+        }
+    }
+    if let Some(max) = exp.max_packet_loss_pct {
+        match last_stats.and_then(loss_pct) {
+            Some(v) if v <= max => {}
+            Some(v) => out.push(fail(
+                "max_packet_loss_pct",
+                format!("inbound loss <= {max}%"),
+                format!("{v:.2}%"),
+            )),
+            None => out.push(fail(
+                "max_packet_loss_pct",
+                format!("inbound loss <= {max}%"),
+                "no inbound-rtp stats".into(),
+            )),
+        }
+    }
     if let Some(max) = exp.setup_ms_max {
         match metrics.setup_ms {
             Some(v) if v <= max => {}
@@ -171,6 +202,41 @@ pub fn check(
         }
     }
     out
+}
+
+/// The largest `currentRoundTripTime` (seconds in webrtc-stats) of the nominated, succeeded
+/// candidate pairs, in ms.
+pub fn rtt_ms(stats: &[serde_json::Value]) -> Option<f64> {
+    stats
+        .iter()
+        .filter(|s| s["type"] == "candidate-pair" && s["nominated"] == true)
+        .filter(|s| s["state"] == "succeeded")
+        .filter_map(|s| s["currentRoundTripTime"].as_f64())
+        .map(|s| s * 1000.0)
+        .reduce(f64::max)
+}
+
+/// Inbound RTP loss in percent over every `inbound-rtp`: lost / (received + lost).
+pub fn loss_pct(stats: &[serde_json::Value]) -> Option<f64> {
+    let inbound: Vec<&serde_json::Value> = stats
+        .iter()
+        .filter(|s| s["type"] == "inbound-rtp")
+        .collect();
+    if inbound.is_empty() {
+        return None;
+    }
+    let lost: f64 = inbound
+        .iter()
+        .map(|s| s["packetsLost"].as_f64().unwrap_or(0.0).max(0.0))
+        .sum();
+    let received: f64 = inbound
+        .iter()
+        .map(|s| s["packetsReceived"].as_f64().unwrap_or(0.0))
+        .sum();
+    if lost + received == 0.0 {
+        return Some(0.0);
+    }
+    Some(lost / (lost + received) * 100.0)
 }
 
 #[cfg(test)]
@@ -215,17 +281,56 @@ mod tests {
             ("a", C, "connected"),
         ]);
         let m = PeerMetrics::default();
-        assert!(check(&exp(&["new", "connecting", "connected"]), &t, &m, None).is_empty());
+        assert!(
+            check(
+                &exp(&["new", "connecting", "connected"]),
+                &t,
+                &m,
+                None,
+                None
+            )
+            .is_empty()
+        );
         // Prefix, extra and reordered sequences all fail.
         for bad in [
             &["new", "connecting"][..],
             &["new", "connecting", "connected", "closed"][..],
             &["new", "connected", "connecting"][..],
         ] {
-            let f = check(&exp(bad), &t, &m, None);
+            let f = check(&exp(bad), &t, &m, None, None);
             assert_eq!(f.len(), 1, "{bad:?}");
             assert_eq!(f[0].observed, "[new, connecting, connected]");
         }
+    }
+
+    #[test]
+    fn rtt_and_loss_come_from_webrtc_stats() {
+        use serde_json::json;
+        let stats = vec![
+            json!({"type": "candidate-pair", "nominated": true, "state": "succeeded", "currentRoundTripTime": 0.0125}),
+            json!({"type": "candidate-pair", "nominated": false, "state": "succeeded", "currentRoundTripTime": 0.5}),
+            json!({"type": "inbound-rtp", "kind": "video", "packetsReceived": 95, "packetsLost": 5}),
+            json!({"type": "inbound-rtp", "kind": "audio", "packetsReceived": 100, "packetsLost": 0}),
+        ];
+        assert_eq!(rtt_ms(&stats), Some(12.5));
+        assert_eq!(loss_pct(&stats), Some(2.5));
+        assert_eq!(loss_pct(&stats[..2]), None);
+        let e = Expectation {
+            peer: "a".into(),
+            max_rtt_ms: Some(10.0),
+            max_packet_loss_pct: Some(1.0),
+            ..Default::default()
+        };
+        let f = check(
+            &e,
+            &Timeline::new(),
+            &PeerMetrics::default(),
+            None,
+            Some(&stats),
+        );
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].observed, "12.5 ms");
+        assert_eq!(f[1].observed, "2.50%");
     }
 
     #[test]
@@ -237,7 +342,7 @@ mod tests {
             never: vec!["failed".into()],
             ..Default::default()
         };
-        let f = check(&e, &t, &PeerMetrics::default(), None);
+        let f = check(&e, &t, &PeerMetrics::default(), None, None);
         assert_eq!(f.len(), 1);
         assert!(f[0].observed.contains("iceConnectionState \"failed\""));
     }
@@ -268,7 +373,7 @@ mod tests {
             setup_ms: Some(150.0),
             ..Default::default()
         };
-        let f = check(&e, &t, &m, None);
+        let f = check(&e, &t, &m, None, None);
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].observed, "1 intact in-order (of 3 received)");
         assert_eq!(f[1].observed, "150.0 ms");
@@ -276,6 +381,6 @@ mod tests {
             setup_ms: Some(100.0),
             ..Default::default()
         };
-        assert_eq!(check(&e, &t, &ok, None).len(), 1);
+        assert_eq!(check(&e, &t, &ok, None, None).len(), 1);
     }
 }

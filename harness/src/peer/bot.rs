@@ -486,6 +486,28 @@ impl Peer for Bot {
             .zip(kind(&pair.remote_candidate_id, "RTCRemoteIceCandidate")))
     }
 
+    async fn stats(&self, connection: &str) -> Result<Vec<serde_json::Value>, PeerError> {
+        let conn = self.connection(connection)?;
+        let report = conn
+            .pc
+            .get_stats(std::time::Instant::now(), StatsSelector::None)
+            .await;
+        // webrtc-rs serializes its stats with the webrtc-stats names already.
+        let value = |e: &RTCStatsReportEntry| -> Option<serde_json::Value> {
+            match e {
+                RTCStatsReportEntry::Transport(s) => serde_json::to_value(s).ok(),
+                RTCStatsReportEntry::IceCandidatePair(s) => serde_json::to_value(s).ok(),
+                RTCStatsReportEntry::LocalCandidate(s)
+                | RTCStatsReportEntry::RemoteCandidate(s) => serde_json::to_value(s).ok(),
+                RTCStatsReportEntry::InboundRtp(s) => serde_json::to_value(s).ok(),
+                RTCStatsReportEntry::OutboundRtp(s) => serde_json::to_value(s).ok(),
+                RTCStatsReportEntry::DataChannel(s) => serde_json::to_value(s).ok(),
+                _ => None,
+            }
+        };
+        Ok(report.iter().filter_map(value).collect())
+    }
+
     async fn media_counters(&self, connection: &str) -> Result<MediaCounters, PeerError> {
         let conn = self.connection(connection)?;
         conn.received

@@ -183,6 +183,10 @@ pub trait Peer: Send + Sync {
     async fn send(&self, req: &SendRequest) -> Result<(), PeerError>;
     /// The selected candidate pair's (local, remote) candidate types, from the peer's stats.
     async fn selected_pair(&self, connection: &str) -> Result<Option<(String, String)>, PeerError>;
+    /// The peer's statistics for a connection, as webrtc-stats dictionaries (`type` is one of
+    /// `candidate-pair`, `local-candidate`, `remote-candidate`, `inbound-rtp`, `outbound-rtp`,
+    /// `transport`, `data-channel`; field names and units as in W3C webrtc-stats).
+    async fn stats(&self, connection: &str) -> Result<Vec<serde_json::Value>, PeerError>;
     /// What the peer received on a connection so far.
     async fn media_counters(&self, connection: &str) -> Result<media::MediaCounters, PeerError>;
     /// Adds a track of `kind` and renegotiates (returns once the new offer is sent).

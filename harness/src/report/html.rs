@@ -383,6 +383,20 @@ fn metrics_table(r: &RunResult) -> String {
     out
 }
 
+fn explanations(r: &RunResult) -> String {
+    let mut out = String::new();
+    for (peer, lines) in &r.explanations {
+        for l in lines {
+            out.push_str(&format!("<li><b>{}</b>: {}</li>", esc(peer), esc(l)));
+        }
+    }
+    if out.is_empty() {
+        out
+    } else {
+        format!("<h3>Where setup time went</h3><ul class=\"explain\">{out}</ul>")
+    }
+}
+
 fn logs(r: &RunResult) -> String {
     let mut out = String::new();
     for p in &r.peers {
@@ -466,6 +480,7 @@ pub fn render(
             timeline_svg(r)?
         ));
         body.push_str(&metrics_table(r));
+        body.push_str(&explanations(r));
         if let Some(svg) = distribution_svg(&group)? {
             body.push_str(&format!(
                 "<h3>Distribution over {} runs</h3><div class=\"chart distribution\">{svg}</div>",

@@ -109,9 +109,11 @@ mod tests {
                 ..Default::default()
             }],
             metrics: Default::default(),
+            explanations: Default::default(),
             console: Default::default(),
             turn_log: None,
             media: Default::default(),
+            stats: Default::default(),
             timeline,
         }
     }

@@ -151,6 +151,11 @@ pub fn render_run(r: &RunResult) -> String {
             ));
         }
         out.push_str("      (all times ms)\n");
+        for (peer, lines) in &r.explanations {
+            for l in lines.iter().skip(1) {
+                out.push_str(&format!("      why {peer}: {l}\n"));
+            }
+        }
     }
     if r.verdict == Verdict::Fail && !r.failures.is_empty() {
         for f in &r.failures {

@@ -18,6 +18,10 @@ pub struct ScenarioFile {
     /// Free text.
     #[serde(default)]
     pub description: Option<String>,
+    /// Sample every peer's getStats this often, ms (default 1000; 0: only at the end of each
+    /// step).
+    #[serde(default)]
+    pub stats_interval_ms: Option<u64>,
     /// When set, the scenario is expected to fail with a diagnostic containing this text
     /// (used by `scenarios/must-fail/`). It then passes only if it fails that way.
     #[serde(default)]
@@ -266,6 +270,12 @@ pub struct ExpectEntry {
     pub min_audio_packets: Option<u64>,
     /// Upper bound on `first_frame_ms` (connected → first video frame at this peer), ms.
     pub first_frame_ms_max: Option<f64>,
+    /// Upper bound on the selected candidate pair's `currentRoundTripTime`, ms (last stats
+    /// sample of the steps).
+    pub max_rtt_ms: Option<f64>,
+    /// Upper bound on inbound RTP loss, percent: `packetsLost / (packetsReceived +
+    /// packetsLost)` over every `inbound-rtp` of the peer (last stats sample).
+    pub max_packet_loss_pct: Option<f64>,
 }
 
 /// `selected_pair = { local = "relay", remote = "host" }`.

@@ -33,6 +33,8 @@ pub struct Plan {
     pub source: PathBuf,
     /// Deadline for all steps together.
     pub timeout: Duration,
+    /// Periodic stats sampling (`None`: only at the end of each step).
+    pub stats_interval: Option<Duration>,
     /// Expected failure diagnostic (must-fail scenarios).
     pub expected_failure: Option<String>,
     /// ICE configuration shared by every peer.
@@ -233,6 +235,10 @@ pub struct Expectation {
     pub min_audio_packets: Option<u64>,
     /// Upper bound on first_frame_ms.
     pub first_frame_ms_max: Option<f64>,
+    /// Upper bound on the selected pair's RTT, ms.
+    pub max_rtt_ms: Option<f64>,
+    /// Upper bound on inbound RTP loss, percent.
+    pub max_packet_loss_pct: Option<f64>,
 }
 
 /// One segment of a key path.
@@ -361,6 +367,10 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
         source: path.to_owned(),
         timeout: Duration::from_secs(timeout_s),
         expected_failure: raw.expected_failure,
+        stats_interval: match raw.stats_interval_ms.unwrap_or(1000) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        },
         ice,
         peers,
         steps,
@@ -946,6 +956,8 @@ fn check_expectations(
             min_video_frames: e.min_video_frames,
             min_audio_packets: e.min_audio_packets,
             first_frame_ms_max: e.first_frame_ms_max,
+            max_rtt_ms: e.max_rtt_ms,
+            max_packet_loss_pct: e.max_packet_loss_pct,
             candidate_types_gathered: gathered,
             selected_pair: selected,
             peer: e.peer.clone(),

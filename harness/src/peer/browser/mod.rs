@@ -462,6 +462,14 @@ impl Peer for BrowserPeer {
             .map(|(l, r)| (l.to_string(), r.to_string())))
     }
 
+    async fn stats(&self, connection: &str) -> Result<Vec<serde_json::Value>, PeerError> {
+        let v = self
+            .control
+            .command(json!({"cmd": "stats", "connection": connection}))
+            .await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
     async fn media_counters(
         &self,
         connection: &str,

@@ -244,6 +244,18 @@ async function mediaCounters(cmd) {
   return out;
 }
 
+// getStats(), the dictionaries the harness keeps (webrtc-stats types).
+const KEPT_STATS = ["candidate-pair", "local-candidate", "remote-candidate", "inbound-rtp", "outbound-rtp", "transport", "data-channel"];
+async function stats(cmd) {
+  const c = conns.get(cmd.connection);
+  if (!c) throw new Error("no connection " + cmd.connection);
+  const out = [];
+  (await c.pc.getStats()).forEach((s) => {
+    if (KEPT_STATS.includes(s.type)) out.push(s);
+  });
+  return out;
+}
+
 async function addTrack(cmd) {
   const c = conns.get(cmd.connection);
   if (!c) throw new Error("no connection " + cmd.connection);
@@ -314,7 +326,7 @@ async function selectedPair(cmd) {
   return { local: local && local.candidateType, remote: remote && remote.candidateType };
 }
 
-const handlers = { connect, send, close, "selected-pair": selectedPair, "restart-ice": restartIce, "media-counters": mediaCounters, "add-track": addTrack };
+const handlers = { connect, send, close, "selected-pair": selectedPair, "restart-ice": restartIce, "media-counters": mediaCounters, "add-track": addTrack, stats };
 
 control.onmessage = async (m) => {
   const msg = JSON.parse(m.data);
