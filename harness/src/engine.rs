@@ -472,8 +472,14 @@ impl Engine {
                 data_channel,
                 trickle,
                 media,
+                directions,
             } => {
                 for (id, role) in [(answerer, Role::Answerer), (offerer, Role::Offerer)] {
+                    let direction = if role == Role::Offerer {
+                        directions.0
+                    } else {
+                        directions.1
+                    };
                     let req = ConnectRequest {
                         connection: connection.clone(),
                         room: format!(
@@ -487,6 +493,7 @@ impl Engine {
                         ice_servers: ice.servers.clone(),
                         ice_transport_policy: ice.policy,
                         media: media.clone(),
+                        direction,
                     };
                     bounded(deadline, &format!("{id}: connect"), get(id)?.connect(&req)).await?;
                 }
@@ -1070,6 +1077,7 @@ mod tests {
             data_channel: Some("chat".into()),
             trickle: true,
             media: vec![],
+            directions: Default::default(),
         }
     }
 

@@ -347,7 +347,7 @@ impl Peer for Bot {
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
 
         let mut tasks = Vec::new();
-        let outgoing = media::add_tracks(&pc, &req.media, &self.id)
+        let outgoing = media::set_up(&pc, &req.media, req.direction, req.role, &self.id)
             .await
             .map_err(PeerError::failed)?;
         for out in outgoing {
@@ -675,6 +675,16 @@ async fn negotiate(
                             Ok(()) => {
                                 sink.emit(&conn, EventKind::OfferApplied);
                                 have_remote = true;
+                                // An inactive answerer turns the offered transceivers off.
+                                if req.direction == crate::scenario::Direction::Inactive
+                                    && let Err(e) = media::set_all_directions(
+                                        &pc,
+                                        crate::scenario::Direction::Inactive,
+                                    )
+                                    .await
+                                {
+                                    report(e);
+                                }
                                 if let Err(e) = add_pending(&pc, &mut pending_remote).await {
                                     report(e);
                                 }

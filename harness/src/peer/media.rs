@@ -21,7 +21,7 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::PeerConnection;
-use webrtc::rtp_transceiver::RtpSender;
+use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit, RtpSender};
 
 /// 4 s of VP8 video, 320x240, 15 fps (IVF).
 pub const VIDEO_IVF: &[u8] = include_bytes!("../../media/video-vp8-320x240-15fps.ivf");
@@ -157,6 +157,71 @@ pub async fn add_tracks(
         });
     }
     Ok(out)
+}
+
+fn w3c(d: crate::scenario::Direction) -> RTCRtpTransceiverDirection {
+    match d {
+        crate::scenario::Direction::Sendrecv => RTCRtpTransceiverDirection::Sendrecv,
+        crate::scenario::Direction::Sendonly => RTCRtpTransceiverDirection::Sendonly,
+        crate::scenario::Direction::Recvonly => RTCRtpTransceiverDirection::Recvonly,
+        crate::scenario::Direction::Inactive => RTCRtpTransceiverDirection::Inactive,
+    }
+}
+
+/// Sets every transceiver's direction.
+pub async fn set_all_directions(
+    pc: &Arc<dyn PeerConnection>,
+    d: crate::scenario::Direction,
+) -> Result<(), String> {
+    for t in pc.get_transceivers().await {
+        t.set_direction(w3c(d))
+            .await
+            .map_err(|e| format!("setting direction {d:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Prepares a bot's media with W3C transceiver semantics: `sendrecv`/`sendonly` add a track
+/// per kind (then set the direction); a `recvonly` or `inactive` offerer adds a transceiver per
+/// kind with that direction; a `recvonly` answerer adds nothing (the offer's transceivers answer
+/// recvonly), an `inactive` one turns them off once the offer is applied.
+pub async fn set_up(
+    pc: &Arc<dyn PeerConnection>,
+    kinds: &[crate::scenario::MediaKind],
+    direction: crate::scenario::Direction,
+    role: crate::peer::Role,
+    label: &str,
+) -> Result<Vec<Outgoing>, String> {
+    use crate::scenario::Direction as D;
+    match direction {
+        D::Sendrecv => add_tracks(pc, kinds, label).await,
+        D::Sendonly => {
+            let out = add_tracks(pc, kinds, label).await?;
+            set_all_directions(pc, D::Sendonly).await?;
+            Ok(out)
+        }
+        D::Recvonly | D::Inactive => {
+            if role == crate::peer::Role::Offerer {
+                for kind in kinds {
+                    let k = match kind {
+                        crate::scenario::MediaKind::Video => RtpCodecKind::Video,
+                        crate::scenario::MediaKind::Audio => RtpCodecKind::Audio,
+                    };
+                    pc.add_transceiver_from_kind(
+                        k,
+                        Some(RTCRtpTransceiverInit {
+                            direction: w3c(direction),
+                            streams: vec![],
+                            send_encodings: vec![],
+                        }),
+                    )
+                    .await
+                    .map_err(|e| format!("addTransceiver({k}): {e}"))?;
+                }
+            }
+            Ok(Vec::new())
+        }
+    }
 }
 
 /// Sends the committed file of the track's kind, looped, at its real rate, until aborted.

@@ -108,8 +108,10 @@ pub struct ConnectRequest {
     pub ice_servers: Vec<crate::scenario::IceServerEntry>,
     /// `RTCConfiguration.iceTransportPolicy`.
     pub ice_transport_policy: crate::scenario::IcePolicy,
-    /// Media this peer sends (and expects to receive): one track per kind, sendrecv.
+    /// Media kinds negotiated: one transceiver per kind.
     pub media: Vec<crate::scenario::MediaKind>,
+    /// This peer's transceiver direction for that media.
+    pub direction: crate::scenario::Direction,
 }
 
 /// Ask a peer to send test messages (see [`crate::payload`]).

@@ -172,6 +172,21 @@ pub enum MediaKind {
     Video,
 }
 
+/// `RTCRtpTransceiverDirection` (W3C webrtc-pc §5.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Send and receive.
+    #[default]
+    Sendrecv,
+    /// Send only.
+    Sendonly,
+    /// Receive only.
+    Recvonly,
+    /// Neither.
+    Inactive,
+}
+
 /// Step actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -226,6 +241,8 @@ pub struct StepEntry {
     pub media: Option<Vec<MediaKind>>,
     /// add_track: the kind of the new track.
     pub kind: Option<MediaKind>,
+    /// connect: per-peer transceiver direction for the media (default `sendrecv`).
+    pub directions: Option<std::collections::BTreeMap<String, Direction>>,
     /// send: sending peer.
     pub from: Option<String>,
     /// send: data-channel label.

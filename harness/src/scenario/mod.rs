@@ -24,7 +24,7 @@
 mod file;
 mod plan;
 
-pub use file::{Action, IcePolicy, IceServerEntry, MediaKind, PeerKind, TurnTransport};
+pub use file::{Action, Direction, IcePolicy, IceServerEntry, MediaKind, PeerKind, TurnTransport};
 pub use plan::{
     BotTimers, CANDIDATE_TYPES, EmbeddedTurnPlan, Expectation, IcePlan, PeerPlan, Plan, Step,
     StepPlan,

@@ -2,8 +2,8 @@
 //! keys its action needs, and no step is impossible given the steps before it.
 
 use super::file::{
-    Action, ExpectEntry, IceEntry, IcePolicy, IceServerEntry, MediaKind, PeerEntry, PeerKind,
-    ScenarioFile, StepEntry, TurnTransport,
+    Action, Direction, ExpectEntry, IceEntry, IcePolicy, IceServerEntry, MediaKind, PeerEntry,
+    PeerKind, ScenarioFile, StepEntry, TurnTransport,
 };
 use super::{ScenarioError, line_column};
 use crate::timeline::StateMachine;
@@ -135,8 +135,10 @@ pub enum Step {
         data_channel: Option<String>,
         /// Trickle ICE (true) or candidates inside the SDP (false).
         trickle: bool,
-        /// Media both peers send and receive.
+        /// Media kinds negotiated.
         media: Vec<MediaKind>,
+        /// Transceiver directions of the offerer and the answerer.
+        directions: (Direction, Direction),
     },
     /// Send numbered messages and wait until the other side has them all.
     Send {
@@ -544,7 +546,14 @@ fn check_steps(
     for (i, s) in raw.iter().enumerate() {
         let at = |k| [Seg::Key("steps"), Seg::Index(i), Seg::Key(k)];
         let allowed: &[&str] = match s.action {
-            Action::Connect => &["offerer", "answerer", "data_channel", "trickle", "media"],
+            Action::Connect => &[
+                "offerer",
+                "answerer",
+                "data_channel",
+                "trickle",
+                "media",
+                "directions",
+            ],
             Action::Send => &["from", "channel", "messages", "bytes"],
             Action::Wait => &["ms"],
             Action::Close | Action::RestartIce => &["peer"],
@@ -557,6 +566,7 @@ fn check_steps(
             ("trickle", s.trickle.is_some()),
             ("media", s.media.is_some()),
             ("kind", s.kind.is_some()),
+            ("directions", s.directions.is_some()),
             ("from", s.from.is_some()),
             ("channel", s.channel.is_some()),
             ("messages", s.messages.is_some()),
@@ -651,6 +661,27 @@ fn check_steps(
                         ));
                     }
                 }
+                let dirs = s.directions.clone().unwrap_or_default();
+                for k in dirs.keys() {
+                    if *k != offerer && *k != answerer {
+                        return Err(c.err(
+                            &[
+                                Seg::Key("steps"),
+                                Seg::Index(i),
+                                Seg::Key("directions"),
+                                Seg::Key(k),
+                            ],
+                            format!("{k:?} is neither the offerer nor the answerer of this step"),
+                        ));
+                    }
+                }
+                if !dirs.is_empty() && s.media.as_ref().is_none_or(|m| m.is_empty()) {
+                    return Err(c.err(&at("directions"), "directions need `media`"));
+                }
+                let directions = (
+                    dirs.get(&offerer).copied().unwrap_or_default(),
+                    dirs.get(&answerer).copied().unwrap_or_default(),
+                );
                 let connection = format!("conn{i}-{offerer}-{answerer}");
                 if s.media.as_ref().is_some_and(|m| !m.is_empty()) {
                     with_media.insert(connection.clone());
@@ -674,6 +705,7 @@ fn check_steps(
                         m.dedup();
                         m
                     },
+                    directions,
                 }
             }
             Action::Send => {

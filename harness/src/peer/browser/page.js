@@ -136,12 +136,20 @@ async function connect(cmd) {
     video.requestVideoFrameCallback(onFrame);
     video.play().catch(fail);
   };
+  // Media with W3C transceiver semantics (see media.rs for the bot's side).
   const media = cmd.media || [];
-  if (media.length) {
+  const direction = cmd.direction || "sendrecv";
+  if (media.length && (direction === "sendrecv" || direction === "sendonly")) {
     const stream = await navigator.mediaDevices.getUserMedia({ audio: media.includes("audio"), video: media.includes("video") });
     c.localStream = stream;
-    for (const t of stream.getTracks()) pc.addTrack(t, stream);
+    for (const t of stream.getTracks()) {
+      pc.addTrack(t, stream);
+    }
+    if (direction === "sendonly") pc.getTransceivers().forEach((t) => { t.direction = "sendonly"; });
+  } else if (media.length && role === "offerer") {
+    for (const kind of media) pc.addTransceiver(kind, { direction });
   }
+  c.inactiveAnswer = media.length && role === "answerer" && direction === "inactive";
   if (role === "offerer" && data_channel) attachChannel(c, connection, pc.createDataChannel(data_channel));
 
   const fail = (e) => emit(connection, { type: "error", message: String(e && e.message ? e.message : e) });
@@ -165,6 +173,7 @@ async function connect(cmd) {
       case "offer":
         await pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
         emit(connection, { type: "offer-applied" });
+        if (c.inactiveAnswer) pc.getTransceivers().forEach((t) => { t.direction = "inactive"; });
         await flush();
         sig({ type: "answer", sdp: await localSdp(await pc.createAnswer()) });
         break;
