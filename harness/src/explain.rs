@@ -11,6 +11,7 @@ const SRFLX_WAIT_MS: f64 = 500.0;
 const PRFLX_WAIT_MS: f64 = 1000.0;
 const RELAY_WAIT_MS: f64 = 2000.0;
 const DTLS_RETRANSMIT_MS: f64 = 1000.0;
+const SCTP_DELAYED_ACK_MS: f64 = 200.0;
 
 /// What the explanation needs to know about a peer.
 #[derive(Debug, Clone, Copy)]
@@ -35,11 +36,14 @@ pub fn explain(s: &Subject<'_>, m: &PeerMetrics) -> Vec<String> {
     let f = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
     if m.setup_ms.is_some() {
         out.push(format!(
-            "setup {} ms = signaling {} + ICE checks {} + DTLS {} (ms; the phases overlap: signaling runs while ICE starts)",
+            "setup {} ms: signaling {}, gathering {}, ICE checks {}, DTLS {}; then first message {}, first video frame {} (ms; signaling, gathering and checks overlap)",
             f(m.setup_ms),
             f(m.signaling_ms),
+            f(m.gathering_ms),
             f(m.ice_ms),
-            f(m.dtls_ms)
+            f(m.dtls_ms),
+            f(m.first_message_ms),
+            f(m.first_frame_ms)
         ));
     }
     if s.kind != PeerKind::Bot {
@@ -109,6 +113,14 @@ pub fn explain(s: &Subject<'_>, m: &PeerMetrics) -> Vec<String> {
     {
         out.push(format!(
             "DTLS took {dtls:.0} ms, consistent with a lost flight retransmitted after webrtc-rs's {DTLS_RETRANSMIT_MS:.0} ms DTLS timer"
+        ));
+    }
+    if let Some(first) = m.first_message_ms
+        && first >= 1.5 * SCTP_DELAYED_ACK_MS
+    {
+        out.push(format!(
+            "the first data-channel message came {first:.0} ms after connected, consistent with {:.0} of webrtc-rs's {SCTP_DELAYED_ACK_MS:.0} ms SCTP delayed ACKs (the SCTP association and DCEP handshake come first)",
+            (first / SCTP_DELAYED_ACK_MS).round()
         ));
     }
     out

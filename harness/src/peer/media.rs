@@ -41,6 +41,12 @@ pub struct MediaCounters {
     /// Audio RTP packets received (`inbound-rtp` `packetsReceived`, kind audio); for Opus one
     /// packet is one Opus packet.
     pub audio_packets_received: u64,
+    /// Browsers: `inbound-rtp` `framesReceived` (video; bots cannot tell received from whole).
+    #[serde(default)]
+    pub video_frames_received: Option<u64>,
+    /// Browsers: `inbound-rtp` `totalSamplesReceived` (audio, decoded samples).
+    #[serde(default)]
+    pub audio_total_samples_received: Option<u64>,
 }
 
 /// Where a VP8 RTP payload (RFC 7741 §4.2) stands: whether it starts a frame and, if it does,

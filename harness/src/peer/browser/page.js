@@ -238,7 +238,10 @@ async function connect(cmd) {
 async function mediaCounters(cmd) {
   const c = conns.get(cmd.connection);
   if (!c) throw new Error("no connection " + cmd.connection);
-  const out = { video_packets_received: 0, video_frames: 0, video_key_frames: 0, audio_packets_received: 0 };
+  const out = {
+    video_packets_received: 0, video_frames: 0, video_key_frames: 0, audio_packets_received: 0,
+    video_frames_received: 0, audio_total_samples_received: 0,
+  };
   const stats = await c.pc.getStats();
   stats.forEach((s) => {
     if (s.type !== "inbound-rtp") return;
@@ -246,8 +249,10 @@ async function mediaCounters(cmd) {
       out.video_packets_received += s.packetsReceived || 0;
       out.video_frames += s.framesDecoded || 0;
       out.video_key_frames += s.keyFramesDecoded || 0;
+      out.video_frames_received += s.framesReceived || 0;
     } else if (s.kind === "audio") {
       out.audio_packets_received += s.packetsReceived || 0;
+      out.audio_total_samples_received += s.totalSamplesReceived || 0;
     }
   });
   return out;
