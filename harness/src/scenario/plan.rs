@@ -610,6 +610,29 @@ fn check_steps(
                 ))
             }
         };
+        // The connection a peer is in (optionally the one carrying `channel`), the other peer of
+        // it, and a check that neither was closed by an earlier step.
+        let find_connection = |peer: &str,
+                               channel: Option<&str>,
+                               key: &'static str,
+                               missing: String|
+         -> Result<(String, String), ScenarioError> {
+            let Some((connection, o, a, _)) = connections.iter().find(|(_, o, a, dc)| {
+                (o == peer || a == peer) && channel.is_none_or(|ch| dc.as_deref() == Some(ch))
+            }) else {
+                return Err(c.err(&at(key), missing));
+            };
+            let other = if o == peer { a.clone() } else { o.clone() };
+            for p in [peer, other.as_str()] {
+                if closed.contains(p) {
+                    return Err(c.err(
+                        &at(key),
+                        format!("peer {p:?} was closed by an earlier step"),
+                    ));
+                }
+            }
+            Ok((connection.clone(), other))
+        };
         if let Some(t) = s.timeout_ms
             && (t == 0 || t > timeout_s * 1000)
         {
@@ -729,30 +752,19 @@ fn check_steps(
                         ),
                     ));
                 }
-                let Some((connection, o, a, _)) = connections.iter().find(|(_, o, a, dc)| {
-                    (*o == from || *a == from) && dc.as_deref() == Some(channel.as_str())
-                }) else {
-                    return Err(c.err(
-                        &at("channel"),
-                        format!(
-                            "no earlier connect step gives peer {from:?} a data channel \
-                             {channel:?} (set `data_channel = {channel:?}` on its connect step)"
-                        ),
-                    ));
-                };
-                let to = if *o == from { a.clone() } else { o.clone() };
-                for p in [&from, &to] {
-                    if closed.contains(p) {
-                        return Err(c.err(
-                            &at("from"),
-                            format!("peer {p:?} was closed by an earlier step"),
-                        ));
-                    }
-                }
+                let (connection, to) = find_connection(
+                    &from,
+                    Some(&channel),
+                    "channel",
+                    format!(
+                        "no earlier connect step gives peer {from:?} a data channel \
+                         {channel:?} (set `data_channel = {channel:?}` on its connect step)"
+                    ),
+                )?;
                 Step::Send {
                     from,
                     to,
-                    connection: connection.clone(),
+                    connection,
                     channel,
                     messages,
                     bytes,
@@ -787,56 +799,40 @@ fn check_steps(
                         "action \"add_track\" needs key `kind` (\"audio\" or \"video\")",
                     )
                 })?;
-                let Some((connection, o, a, _)) = connections
-                    .iter()
-                    .find(|(_, o, a, _)| *o == peer || *a == peer)
-                else {
-                    return Err(c.err(
-                        &at("peer"),
-                        format!("peer {peer:?} has no connection to add a track to (no earlier connect step)"),
-                    ));
-                };
-                if !with_media.contains(connection) {
+                let (connection, other) = find_connection(
+                    &peer,
+                    None,
+                    "peer",
+                    format!(
+                        "peer {peer:?} has no connection to add a track to (no earlier connect step)"
+                    ),
+                )?;
+                if !with_media.contains(&connection) {
                     return Err(c.err(
                         &at("peer"),
                         "add_track needs a connection set up with `media` (its codecs are negotiated then)",
                     ));
                 }
-                let other = if *o == peer { a.clone() } else { o.clone() };
                 Step::AddTrack {
                     peer,
                     other,
-                    connection: connection.clone(),
+                    connection,
                     kind,
                 }
             }
             Action::RestartIce => {
                 let peer = need_str("peer", &s.peer)?;
                 peer_ref("peer", &peer)?;
-                let Some((connection, o, a, _)) = connections
-                    .iter()
-                    .find(|(_, o, a, _)| *o == peer || *a == peer)
-                else {
-                    return Err(c.err(
-                        &at("peer"),
-                        format!(
-                            "peer {peer:?} has no connection to restart (no earlier connect step)"
-                        ),
-                    ));
-                };
-                let other = if *o == peer { a.clone() } else { o.clone() };
-                for p in [&peer, &other] {
-                    if closed.contains(p) {
-                        return Err(c.err(
-                            &at("peer"),
-                            format!("peer {p:?} was closed by an earlier step"),
-                        ));
-                    }
-                }
+                let (connection, other) = find_connection(
+                    &peer,
+                    None,
+                    "peer",
+                    format!("peer {peer:?} has no connection to restart (no earlier connect step)"),
+                )?;
                 Step::RestartIce {
                     peer,
                     other,
-                    connection: connection.clone(),
+                    connection,
                 }
             }
             Action::Close => {

@@ -97,3 +97,36 @@ trickle = false
         matches!(&plan.steps[1].step, Step::Connect { trickle: false, offerer, .. } if offerer == "d")
     );
 }
+
+#[test]
+fn steps_on_a_closed_peer_are_impossible() {
+    let base = r#"
+name = "closed"
+[[peers]]
+id = "a"
+kind = "bot"
+[[peers]]
+id = "b"
+kind = "bot"
+[[steps]]
+action = "connect"
+offerer = "a"
+answerer = "b"
+media = ["audio"]
+[[steps]]
+action = "close"
+peer = "b"
+"#;
+    for (step, key) in [
+        (
+            "action = \"add_track\"\npeer = \"a\"\nkind = \"video\"",
+            "steps[2].peer",
+        ),
+        ("action = \"restart_ice\"\npeer = \"a\"", "steps[2].peer"),
+    ] {
+        let text = format!("{base}[[steps]]\n{step}\n");
+        let e = parse(Path::new("c.toml"), &text).unwrap_err();
+        assert_eq!(e.key, key);
+        assert_eq!(e.message, "peer \"b\" was closed by an earlier step");
+    }
+}
