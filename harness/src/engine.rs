@@ -242,9 +242,10 @@ impl Engine {
                     peer,
                 }),
                 Err(e) => {
-                    launch_error.get_or_insert((
-                        matches!(e, PeerError::Missing { .. }),
-                        format!("peer {:?} ({}) could not start: {e}", p.id, p.kind.as_str()),
+                    launch_error.get_or_insert(format!(
+                        "peer {:?} ({}) could not start: {e}",
+                        p.id,
+                        p.kind.as_str()
                     ));
                 }
             }
@@ -252,7 +253,7 @@ impl Engine {
         result.peers = peers.iter().map(|p| p.peer.info()).collect();
         let origin = self.clock.now_unix_ms();
 
-        if let Some((_, reason)) = launch_error {
+        if let Some(reason) = launch_error {
             shutdown(&peers).await;
             result.verdict = Verdict::SetupError;
             result.reason = Some(reason);
@@ -530,14 +531,7 @@ impl Engine {
                         break;
                     }
                     sampler
-                        .sample(
-                            peers,
-                            timeline,
-                            self.clock,
-                            origin,
-                            sampler.step,
-                            "interval",
-                        )
+                        .sample_interval(peers, timeline, self.clock, origin)
                         .await;
                 }
             }
@@ -593,20 +587,19 @@ impl Engine {
                 }
                 Progress::Waiting => {}
             }
-            let wake = sampler.next.map_or(deadline.at, |n| n.min(deadline.at));
+            // No interval samples while a connect step runs: getStats on a browser's main thread
+            // during the timed setup would skew what is measured (the step's end sample follows).
+            let next = match step {
+                Step::Connect { .. } => None,
+                _ => sampler.next,
+            };
+            let wake = next.map_or(deadline.at, |n| n.min(deadline.at));
             match tokio::time::timeout_at(wake, rx.recv()).await {
                 Ok(Some(ev)) => timeline.push(place(ev, origin)),
                 Ok(None) => return Err("event channel closed".into()),
                 Err(_) if Instant::now() < deadline.at => {
                     sampler
-                        .sample(
-                            peers,
-                            timeline,
-                            self.clock,
-                            origin,
-                            sampler.step,
-                            "interval",
-                        )
+                        .sample_interval(peers, timeline, self.clock, origin)
                         .await;
                 }
                 Err(_) => {
@@ -696,6 +689,18 @@ impl Sampler {
             step: 0,
             samples: Vec::new(),
         }
+    }
+
+    async fn sample_interval(
+        &mut self,
+        peers: &[Running],
+        timeline: &Timeline,
+        clock: Clock,
+        origin: f64,
+    ) {
+        let step = self.step;
+        self.sample(peers, timeline, clock, origin, step, "interval")
+            .await;
     }
 
     async fn sample(

@@ -141,64 +141,49 @@ pub fn check(
             format!("{} packets", counters.audio_packets_received),
         ));
     }
-    if let Some(max) = exp.first_frame_ms_max {
-        match metrics.first_frame_ms {
+    // Upper bounds: (key, what is bounded, limit, observed value, unit, text when unobserved).
+    let bounds = [
+        (
+            "first_frame_ms_max",
+            "first_frame_ms",
+            exp.first_frame_ms_max,
+            metrics.first_frame_ms,
+            " ms",
+            "no video frame",
+        ),
+        (
+            "max_rtt_ms",
+            "RTT",
+            exp.max_rtt_ms,
+            last_stats.and_then(rtt_ms),
+            " ms",
+            "no currentRoundTripTime on a nominated candidate pair",
+        ),
+        (
+            "max_packet_loss_pct",
+            "inbound loss",
+            exp.max_packet_loss_pct,
+            last_stats.and_then(loss_pct),
+            "%",
+            "no inbound-rtp stats",
+        ),
+        (
+            "setup_ms_max",
+            "setup_ms",
+            exp.setup_ms_max,
+            metrics.setup_ms,
+            " ms",
+            "never connected",
+        ),
+    ];
+    for (key, what, limit, observed, unit, missing) in bounds {
+        let Some(max) = limit else { continue };
+        let expected = format!("{what} <= {max}{}", if unit == "%" { "%" } else { "" });
+        match observed {
             Some(v) if v <= max => {}
-            Some(v) => out.push(fail(
-                "first_frame_ms_max",
-                format!("first_frame_ms <= {max}"),
-                format!("{v:.1} ms"),
-            )),
-            None => out.push(fail(
-                "first_frame_ms_max",
-                format!("first_frame_ms <= {max}"),
-                "no video frame".to_string(),
-            )),
-        }
-    }
-    if let Some(max) = exp.max_rtt_ms {
-        match last_stats.and_then(rtt_ms) {
-            Some(v) if v <= max => {}
-            Some(v) => out.push(fail(
-                "max_rtt_ms",
-                format!("RTT <= {max} ms"),
-                format!("{v:.1} ms"),
-            )),
-            None => out.push(fail(
-                "max_rtt_ms",
-                format!("RTT <= {max} ms"),
-                "no currentRoundTripTime on a nominated candidate pair".into(),
-            )),
-        }
-    }
-    if let Some(max) = exp.max_packet_loss_pct {
-        match last_stats.and_then(loss_pct) {
-            Some(v) if v <= max => {}
-            Some(v) => out.push(fail(
-                "max_packet_loss_pct",
-                format!("inbound loss <= {max}%"),
-                format!("{v:.2}%"),
-            )),
-            None => out.push(fail(
-                "max_packet_loss_pct",
-                format!("inbound loss <= {max}%"),
-                "no inbound-rtp stats".into(),
-            )),
-        }
-    }
-    if let Some(max) = exp.setup_ms_max {
-        match metrics.setup_ms {
-            Some(v) if v <= max => {}
-            Some(v) => out.push(fail(
-                "setup_ms_max",
-                format!("setup_ms <= {max}"),
-                format!("{v:.1} ms"),
-            )),
-            None => out.push(fail(
-                "setup_ms_max",
-                format!("setup_ms <= {max}"),
-                "never connected".to_string(),
-            )),
+            Some(v) if unit == "%" => out.push(fail(key, expected, format!("{v:.2}%"))),
+            Some(v) => out.push(fail(key, expected, format!("{v:.1} ms"))),
+            None => out.push(fail(key, expected, missing.to_string())),
         }
     }
     out

@@ -31,11 +31,6 @@ impl ProcessGroup {
         })
     }
 
-    /// The leader's pid.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Whether the leader has exited (and its status).
     pub fn try_exit_status(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
