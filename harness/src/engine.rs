@@ -10,8 +10,9 @@ use crate::metrics::{self, PeerMetrics};
 use crate::peer::{
     ConnectRequest, EventSink, Launchers, Peer, PeerError, PeerInfo, RawEvent, Role, SendRequest,
 };
-use crate::scenario::{Plan, Step};
+use crate::scenario::{ConnectOutcome, Plan, Step};
 use crate::timeline::{Event, EventKind, StateMachine, Timeline};
+use crate::lab::{Lab, LabError};
 use crate::turn::EmbeddedTurn;
 use crate::verdict::{self, Failure};
 use serde::Serialize;
@@ -134,8 +135,14 @@ impl Engine {
 
     /// Whether every kind the plan needs is installed; the error names what is missing.
     pub fn check_kinds(&self, plan: &Plan) -> Result<(), PeerError> {
-        if plan.ice.embedded_turn.is_some() {
+        if plan.ice.needs_coturn() {
             crate::turn::find()?;
+        }
+        if plan.network.is_some() {
+            crate::lab::available().map_err(|hint| PeerError::Missing {
+                program: "the network lab".into(),
+                hint,
+            })?;
         }
         for kind in plan.kinds() {
             match self.launchers.get(kind) {
@@ -181,15 +188,33 @@ impl Engine {
             timeline: Timeline::new(),
         };
 
-        // The scenario's own TURN server comes first: peers get its URLs when they connect.
+        // The network lab first: the TURN server and the peers are placed in it.
+        let lab = match &plan.network {
+            None => None,
+            Some(n) => match Lab::create(n).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    result.verdict = if matches!(e, LabError::Unavailable(_)) {
+                        Verdict::SetupError
+                    } else {
+                        Verdict::Fail
+                    };
+                    result.reason = Some(e.to_string());
+                    result.wall_ms = wall.elapsed().as_secs_f64() * 1000.0;
+                    return result;
+                }
+            },
+        };
+        // The scenario's own TURN server comes next: peers get its URLs when they connect.
         let mut turn = None;
-        if plan.ice.embedded_turn.is_some() {
+        if plan.ice.needs_coturn() {
+            let server = lab.as_ref().map(Lab::server);
             let label = plan
                 .source
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            match EmbeddedTurn::start(&self.log_dir, &label).await {
+            match EmbeddedTurn::start(&self.log_dir, &label, server.as_ref()).await {
                 Ok(t) => {
                     result.turn_log = Some(t.log().display().to_string());
                     turn = Some(t);
@@ -211,6 +236,11 @@ impl Engine {
             policy: plan.ice.policy,
             turn: turn.as_ref(),
         };
+        if let Some(t) = &turn
+            && plan.ice.embedded_stun
+        {
+            ice.servers.push(t.stun_server());
+        }
         if let (Some(t), Some(p)) = (&turn, &plan.ice.embedded_turn) {
             ice.servers.push(t.ice_server(p));
         }
@@ -219,6 +249,7 @@ impl Engine {
         let launches = plan.peers.iter().map(|p| {
             let sink = EventSink::new(self.clock, p.id.clone(), tx.clone());
             let launcher = self.launchers.get(p.kind).cloned();
+            let host = lab.as_ref().and_then(|l| l.host(&p.id));
             async move {
                 let Some(launcher) = launcher else {
                     return Err(PeerError::failed(format!(
@@ -226,7 +257,7 @@ impl Engine {
                         p.kind.as_str()
                     )));
                 };
-                match tokio::time::timeout(LAUNCH_DEADLINE, launcher.launch(p, sink)).await {
+                match tokio::time::timeout(LAUNCH_DEADLINE, launcher.launch(p, sink, host.as_ref())).await {
                     Ok(r) => r,
                     Err(_) => Err(PeerError::Timeout(format!("starting peer {:?}", p.id))),
                 }
@@ -360,6 +391,7 @@ impl Engine {
         if let Some(mut t) = turn {
             t.stop();
         }
+        drop(lab);
         while let Ok(ev) = rx.try_recv() {
             timeline.push(place(ev, origin));
         }
@@ -474,6 +506,7 @@ impl Engine {
                 trickle,
                 media,
                 directions,
+                ..
             } => {
                 for (id, role) in [(answerer, Role::Answerer), (offerer, Role::Offerer)] {
                     let direction = if role == Role::Offerer {
@@ -823,8 +856,10 @@ pub fn step_done(step: &Step, timeline: &Timeline, start: &StepStart) -> Progres
             offerer,
             answerer,
             data_channel,
+            outcome,
             ..
         } => {
+            let expect_failed = *outcome == ConnectOutcome::Failed;
             for p in [offerer, answerer] {
                 for e in timeline.of_peer(p) {
                     // Errors of this connection, or of the peer as a whole (no connection).
@@ -834,8 +869,17 @@ pub fn step_done(step: &Step, timeline: &Timeline, start: &StepStart) -> Progres
                         return Progress::Failed(format!("peer {p} reported an error: {message}"));
                     }
                 }
-                if timeline.current_state(p, StateMachine::Connection) == Some("failed") {
-                    return Progress::Failed(format!("peer {p}: connectionState failed"));
+                match timeline.current_state(p, StateMachine::Connection) {
+                    Some("failed") if !expect_failed => {
+                        return Progress::Failed(format!("peer {p}: connectionState failed"));
+                    }
+                    Some("connected") if expect_failed => {
+                        return Progress::Failed(format!(
+                            "peer {p}: connectionState connected, but this step expects ICE to \
+                             fail (outcome = \"failed\")"
+                        ));
+                    }
+                    _ => {}
                 }
                 // Gathering finished without a single candidate: nothing can ever connect.
                 let mine = |e: &&Event| e.connection == *connection;
@@ -864,6 +908,16 @@ pub fn step_done(step: &Step, timeline: &Timeline, start: &StepStart) -> Progres
                         }
                     ));
                 }
+            }
+            if expect_failed {
+                let failed = [offerer, answerer]
+                    .iter()
+                    .all(|p| timeline.current_state(p, StateMachine::Connection) == Some("failed"));
+                return if failed {
+                    Progress::Done
+                } else {
+                    Progress::Waiting
+                };
             }
             let connected = [offerer, answerer]
                 .iter()
@@ -1083,6 +1137,7 @@ mod tests {
             trickle: true,
             media: vec![],
             directions: Default::default(),
+            outcome: ConnectOutcome::Connected,
         }
     }
 

@@ -38,6 +38,7 @@
 pub mod clock;
 pub mod engine;
 pub mod explain;
+pub mod lab;
 pub mod matrix;
 pub mod metrics;
 pub mod payload;

@@ -85,6 +85,13 @@ impl HarnessServer {
 
     async fn serve(&self) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        self.serve_on(listener)
+    }
+
+    fn serve_on(
+        &self,
+        listener: tokio::net::TcpListener,
+    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
         let addr = listener.local_addr()?;
         let app = self.app.clone();
         let task = tokio::spawn(async move {
@@ -112,6 +119,20 @@ impl HarnessServer {
     /// dropped.
     pub async fn new_origin(&self) -> std::io::Result<Origin> {
         let (addr, task) = self.serve().await?;
+        Ok(Origin {
+            base: format!("http://{addr}"),
+            task,
+        })
+    }
+
+    /// Like [`Self::new_origin`], but listening on the loopback of a network-lab namespace, so
+    /// a browser inside it loads the page, opens its control socket and reaches signaling
+    /// (`/ws` of the same origin) without crossing the lab network.
+    pub async fn new_origin_in(&self, ns: &crate::lab::Netns) -> std::io::Result<Origin> {
+        let listener = ns
+            .bind_tcp(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await?;
+        let (addr, task) = self.serve_on(listener)?;
         Ok(Origin {
             base: format!("http://{addr}"),
             task,

@@ -6,6 +6,12 @@
 //! `--allow-loopback-peers` coturn answers 403 to CHANNEL_BIND and ICE hangs in checking). Its
 //! pid file and user database live in a temporary directory of its own; its log is kept with the
 //! results.
+//!
+//! In the network lab it runs inside the lab's internet-segment namespace instead, on the
+//! standard port 3478 (RFC 8489 §18.6) of [`crate::lab::SERVER_IP`], relaying from that address,
+//! and refusing to relay to the private ranges behind the NATs (`--denied-peer-ip`): without
+//! that, a relay towards a private host candidate fails with "Network is unreachable" and
+//! coturn drops the whole allocation. It serves STUN Binding requests on the same port.
 
 use crate::peer::{PeerError, ProcessGroup};
 use crate::scenario::{EmbeddedTurnPlan, IceServerEntry, TurnTransport};
@@ -18,6 +24,7 @@ const REALM: &str = "rtc-harness";
 /// A running coturn.
 pub struct EmbeddedTurn {
     group: ProcessGroup,
+    host: std::net::IpAddr,
     port: u16,
     username: String,
     password: String,
@@ -50,8 +57,13 @@ fn free_port() -> Result<u16, PeerError> {
 }
 
 impl EmbeddedTurn {
-    /// Starts coturn and waits until it accepts TCP connections.
-    pub async fn start(log_dir: &Path, label: &str) -> Result<Self, PeerError> {
+    /// Starts coturn and waits until it accepts TCP connections; inside the lab's internet
+    /// segment when `lab` is given.
+    pub async fn start(
+        log_dir: &Path,
+        label: &str,
+        lab: Option<&crate::lab::LabHost>,
+    ) -> Result<Self, PeerError> {
         let program = find()?;
         let dir = tempfile::Builder::new()
             .prefix("rtc-harness-turn-")
@@ -59,15 +71,27 @@ impl EmbeddedTurn {
             .map_err(|e| PeerError::failed(format!("turn dir: {e}")))?;
         std::fs::create_dir_all(log_dir)
             .map_err(|e| PeerError::failed(format!("log dir {}: {e}", log_dir.display())))?;
-        let port = free_port()?;
+        let (host, port) = match lab {
+            Some(h) => (std::net::IpAddr::V4(h.ip), 3478),
+            None => (std::net::IpAddr::from([127, 0, 0, 1]), free_port()?),
+        };
         let username = "harness".to_string();
         let password = format!("pw{}", port.wrapping_mul(7919));
-        let log = log_dir.join(format!("coturn-{label}-{port}.log"));
-        let mut cmd = std::process::Command::new(&program);
+        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = log_dir.join(format!("coturn-{label}-{serial}.log"));
+        let mut cmd = match lab {
+            Some(h) => {
+                let mut c = std::process::Command::new("ip");
+                c.args(["netns", "exec", h.ns.name()]).arg(&program);
+                c
+            }
+            None => std::process::Command::new(&program),
+        };
         cmd.args([
             "-n",
-            "--listening-ip=127.0.0.1",
-            "--relay-ip=127.0.0.1",
+            &format!("--listening-ip={host}"),
+            &format!("--relay-ip={host}"),
             &format!("--listening-port={port}"),
             "--lt-cred-mech",
             &format!("--user={username}:{password}"),
@@ -75,20 +99,27 @@ impl EmbeddedTurn {
             "--no-tls",
             "--no-dtls",
             "--no-cli",
-            "--allow-loopback-peers",
             "--log-file=stdout",
             "--simple-log",
             &format!("--pidfile={}", dir.path().join("turnserver.pid").display()),
             &format!("--userdb={}", dir.path().join("turndb").display()),
         ]);
+        if lab.is_some() {
+            let (first, last) = crate::lab::topology::PRIVATE_RANGE;
+            cmd.arg(format!("--denied-peer-ip={first}-{last}"));
+        } else {
+            cmd.arg("--allow-loopback-peers");
+        }
         let mut group = ProcessGroup::spawn(cmd, "turnserver", &log)
             .map_err(|e| PeerError::failed(format!("starting {}: {e}", program.display())))?;
         let deadline = Instant::now() + START_DEADLINE;
+        let addr = std::net::SocketAddr::new(host, port);
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
+            let up = match lab {
+                Some(h) => h.ns.connect_tcp(addr).await.is_ok(),
+                None => tokio::net::TcpStream::connect(addr).await.is_ok(),
+            };
+            if up {
                 break;
             }
             if let Some(status) = group.try_exit_status() {
@@ -107,6 +138,7 @@ impl EmbeddedTurn {
         }
         Ok(Self {
             group,
+            host,
             port,
             username,
             password,
@@ -126,7 +158,7 @@ impl EmbeddedTurn {
                     TurnTransport::Udp => "udp",
                     TurnTransport::Tcp => "tcp",
                 };
-                format!("turn:127.0.0.1:{}?transport={t}", self.port)
+                format!("turn:{}:{}?transport={t}", self.host, self.port)
             })
             .collect();
         IceServerEntry {
@@ -137,6 +169,15 @@ impl EmbeddedTurn {
                     .clone()
                     .unwrap_or_else(|| self.password.clone()),
             ),
+        }
+    }
+
+    /// The `RTCIceServer` of its STUN service.
+    pub fn stun_server(&self) -> IceServerEntry {
+        IceServerEntry {
+            urls: vec![format!("stun:{}:{}", self.host, self.port)],
+            username: None,
+            credential: None,
         }
     }
 

@@ -3,7 +3,9 @@
 //! Sockets are bound to an explicit address (127.0.0.1 by default), never a wildcard, so a bot
 //! never offers the machine's outside interface as a candidate. mDNS is disabled: it needs a
 //! multicast route that a private network namespace does not have, and host candidates are
-//! plain IPs anyway. The ICE timers of the scenario's peer table map onto webrtc-rs's
+//! plain IPs anyway. In the network lab a bot binds its lab address, and webrtc-rs runs on a
+//! runtime whose thread is inside the peer's namespace (see [`crate::lab::netns`]); its
+//! signaling connection stays in the harness's namespace. The ICE timers of the scenario's peer table map onto webrtc-rs's
 //! `SettingEngine`; unset ones keep the webrtc-rs defaults.
 
 use super::media::{self, MediaCounters};
@@ -64,11 +66,27 @@ impl Launcher for BotLauncher {
         Ok(())
     }
 
-    async fn launch(&self, plan: &PeerPlan, sink: EventSink) -> Result<Box<dyn Peer>, PeerError> {
+    async fn launch(
+        &self,
+        plan: &PeerPlan,
+        sink: EventSink,
+        lab: Option<&crate::lab::LabHost>,
+    ) -> Result<Box<dyn Peer>, PeerError> {
+        // In the lab: the peer's own address, and sockets opened inside its namespace.
+        let (bind_ip, runtime) = match lab {
+            Some(h) => (
+                IpAddr::V4(h.ip),
+                Some(h.ns.webrtc_runtime().map_err(|e| {
+                    PeerError::failed(format!("runtime in namespace {}: {e}", h.ns.name()))
+                })?),
+            ),
+            None => (self.bind_ip, None),
+        };
         Ok(Box::new(Bot {
             id: plan.id.clone(),
             timers: plan.timers,
-            bind_ip: self.bind_ip,
+            bind_ip,
+            runtime,
             sink,
             connections: Mutex::new(HashMap::new()),
         }))
@@ -79,6 +97,8 @@ struct Bot {
     id: String,
     timers: BotTimers,
     bind_ip: IpAddr,
+    /// The lab namespace's runtime (webrtc-rs binds its sockets on it), if in the lab.
+    runtime: Option<Arc<dyn webrtc::runtime::Runtime>>,
     sink: EventSink,
     connections: Mutex<HashMap<String, Arc<BotConnection>>>,
 }
@@ -268,6 +288,11 @@ impl Bot {
             .with_srflx_acceptance_min_wait(ms(t.srflx_acceptance_wait_ms))
             .with_prflx_acceptance_min_wait(ms(t.prflx_acceptance_wait_ms))
             .with_relay_acceptance_min_wait(ms(t.relay_acceptance_wait_ms))
+            .with_ice_timeouts(
+                ms(t.ice_disconnected_timeout_ms),
+                ms(t.ice_failed_timeout_ms),
+                None,
+            )
             .build()
     }
 }
@@ -327,6 +352,9 @@ impl Peer for Bot {
             .with_setting_engine(self.setting_engine())
             .with_handler(handler)
             .with_udp_addrs(vec![format!("{}:0", self.bind_ip)]);
+        if let Some(rt) = &self.runtime {
+            builder = builder.with_runtime(rt.clone());
+        }
         if !req.media.is_empty() {
             // Codecs and the default interceptors (RTCP reports, NACK) only when media flows,
             // so data-channel-only setups are measured as before.

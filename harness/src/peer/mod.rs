@@ -215,8 +215,13 @@ pub trait Peer: Send + Sync {
 pub trait Launcher: Send + Sync {
     /// Checks that what the kind needs is installed, without starting anything.
     fn check(&self) -> Result<(), PeerError>;
-    /// Starts one peer.
-    async fn launch(&self, plan: &PeerPlan, sink: EventSink) -> Result<Box<dyn Peer>, PeerError>;
+    /// Starts one peer; with `lab`, inside that network-lab namespace (see [`crate::lab`]).
+    async fn launch(
+        &self,
+        plan: &PeerPlan,
+        sink: EventSink,
+        lab: Option<&crate::lab::LabHost>,
+    ) -> Result<Box<dyn Peer>, PeerError>;
 }
 
 /// The launchers available to a run, by kind.

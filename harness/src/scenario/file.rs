@@ -29,6 +29,9 @@ pub struct ScenarioFile {
     /// ICE servers, transport policy, trickle default.
     #[serde(default)]
     pub ice: Option<IceEntry>,
+    /// The network lab: when present, every peer runs in a network namespace of its own.
+    #[serde(default)]
+    pub network: Option<NetworkEntry>,
     /// The peers taking part.
     pub peers: Vec<PeerEntry>,
     /// Steps, run in order.
@@ -52,6 +55,56 @@ pub struct IceEntry {
     pub servers: Vec<IceServerEntry>,
     /// Start a real coturn for the scenario and give every peer its TURN URLs.
     pub embedded_turn: Option<EmbeddedTurnEntry>,
+    /// Give every peer a `stun:` URL of the scenario's own coturn (started for it).
+    pub embedded_stun: Option<bool>,
+}
+
+/// The `[network]` table: the network lab (see [`crate::lab`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkEntry {
+    /// Per peer id: where it sits. Peers not named get the defaults (no NAT, UDP open).
+    #[serde(default)]
+    pub peers: std::collections::BTreeMap<String, PeerNetworkEntry>,
+}
+
+/// `[network.peers.<id>]`: one peer's network.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerNetworkEntry {
+    /// The NAT between the peer and the lab's internet segment (default `none`).
+    pub nat: Option<Nat>,
+    /// Whether UDP passes the peer's firewall (default `open`).
+    pub udp: Option<UdpPolicy>,
+    /// Percentage of packets dropped, each direction, 0-100 (default 0).
+    pub loss_pct: Option<u8>,
+    /// Rate limit each direction, kbit/s (token bucket; default none).
+    pub rate_kbit: Option<u64>,
+}
+
+/// NAT behaviour (RFC 4787 terms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Nat {
+    /// The peer has an address on the internet segment itself.
+    #[default]
+    None,
+    /// Endpoint-independent mapping (RFC 4787 §4.1), address-and-port-dependent filtering.
+    EndpointIndependent,
+    /// Address-and-port-dependent mapping (a "symmetric" NAT): a new external port per
+    /// destination.
+    Symmetric,
+}
+
+/// What the peer's firewall does with UDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UdpPolicy {
+    /// UDP passes.
+    #[default]
+    Open,
+    /// Every UDP packet in or out is dropped (TCP still passes).
+    Blocked,
 }
 
 /// `iceTransportPolicy` (W3C webrtc-pc §4.2.1, RTCIceTransportPolicy).
@@ -160,6 +213,11 @@ pub struct PeerEntry {
     pub prflx_acceptance_wait_ms: Option<u64>,
     /// Bot only: wait before nominating a relay pair, ms (default 2000).
     pub relay_acceptance_wait_ms: Option<u64>,
+    /// Bot only: time without ICE traffic before `disconnected`, ms (webrtc-rs default 5000).
+    pub ice_disconnected_timeout_ms: Option<u64>,
+    /// Bot only: time in `disconnected` (or checking without success) before `failed`, ms
+    /// (webrtc-rs default 25000).
+    pub ice_failed_timeout_ms: Option<u64>,
 }
 
 /// A media kind (W3C `MediaStreamTrack.kind`).
@@ -241,6 +299,9 @@ pub struct StepEntry {
     pub media: Option<Vec<MediaKind>>,
     /// add_track: the kind of the new track.
     pub kind: Option<MediaKind>,
+    /// connect: `connected` (default) or `failed`: the step then passes once both peers'
+    /// connectionState is `failed` (an expected ICE failure).
+    pub outcome: Option<ConnectOutcome>,
     /// connect: per-peer transceiver direction for the media (default `sendrecv`).
     pub directions: Option<std::collections::BTreeMap<String, Direction>>,
     /// send: sending peer.
@@ -255,6 +316,17 @@ pub struct StepEntry {
     pub ms: Option<u64>,
     /// close: the peer whose connections are closed; restart_ice: the peer that restarts.
     pub peer: Option<String>,
+}
+
+/// What a connect step waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectOutcome {
+    /// Both peers reach connectionState `connected`.
+    #[default]
+    Connected,
+    /// Both peers reach connectionState `failed`.
+    Failed,
 }
 
 /// An `[[expect]]` table.

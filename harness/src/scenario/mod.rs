@@ -24,10 +24,13 @@
 mod file;
 mod plan;
 
-pub use file::{Action, Direction, IcePolicy, IceServerEntry, MediaKind, PeerKind, TurnTransport};
+pub use file::{
+    Action, ConnectOutcome, Direction, IcePolicy, IceServerEntry, MediaKind, Nat, PeerKind,
+    TurnTransport, UdpPolicy,
+};
 pub use plan::{
-    BotTimers, CANDIDATE_TYPES, EmbeddedTurnPlan, Expectation, IcePlan, PeerPlan, Plan, Step,
-    StepPlan,
+    BotTimers, CANDIDATE_TYPES, EmbeddedTurnPlan, Expectation, IcePlan, NetworkPlan, PeerNetwork,
+    PeerPlan, Plan, Step, StepPlan,
 };
 
 use std::ops::Range;

@@ -2,8 +2,8 @@
 //! keys its action needs, and no step is impossible given the steps before it.
 
 use super::file::{
-    Action, Direction, ExpectEntry, IceEntry, IcePolicy, IceServerEntry, MediaKind, PeerEntry,
-    PeerKind, ScenarioFile, StepEntry, TurnTransport,
+    Action, ConnectOutcome, Direction, ExpectEntry, IceEntry, IcePolicy, IceServerEntry, MediaKind,
+    Nat, NetworkEntry, PeerEntry, PeerKind, ScenarioFile, StepEntry, TurnTransport, UdpPolicy,
 };
 use super::{ScenarioError, line_column};
 use crate::timeline::StateMachine;
@@ -39,6 +39,8 @@ pub struct Plan {
     pub expected_failure: Option<String>,
     /// ICE configuration shared by every peer.
     pub ice: IcePlan,
+    /// The network lab, when the file has a `[network]` table.
+    pub network: Option<NetworkPlan>,
     /// Peers, in file order.
     pub peers: Vec<PeerPlan>,
     /// Steps, in order.
@@ -66,6 +68,37 @@ pub struct IcePlan {
     pub servers: Vec<IceServerEntry>,
     /// A coturn the harness starts for the scenario.
     pub embedded_turn: Option<EmbeddedTurnPlan>,
+    /// Give every peer a `stun:` URL of that coturn (it is started for STUN alone too).
+    pub embedded_stun: bool,
+}
+
+impl IcePlan {
+    /// Whether the scenario needs its own coturn.
+    pub fn needs_coturn(&self) -> bool {
+        self.embedded_turn.is_some() || self.embedded_stun
+    }
+}
+
+/// The network lab of a scenario: one entry per peer, in peer order.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NetworkPlan {
+    /// Every peer's network.
+    pub peers: Vec<PeerNetwork>,
+}
+
+/// Where one peer sits in the lab.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PeerNetwork {
+    /// Peer id.
+    pub peer: String,
+    /// Its NAT.
+    pub nat: Nat,
+    /// Its firewall's UDP policy.
+    pub udp: UdpPolicy,
+    /// Packets dropped each direction, percent.
+    pub loss_pct: u8,
+    /// Rate limit each direction, kbit/s.
+    pub rate_kbit: Option<u64>,
 }
 
 /// The embedded TURN server's settings.
@@ -90,6 +123,10 @@ pub struct BotTimers {
     pub prflx_acceptance_wait_ms: Option<u64>,
     /// Relay-pair acceptance wait, ms.
     pub relay_acceptance_wait_ms: Option<u64>,
+    /// ICE disconnected timeout, ms.
+    pub ice_disconnected_timeout_ms: Option<u64>,
+    /// ICE failed timeout, ms.
+    pub ice_failed_timeout_ms: Option<u64>,
 }
 
 impl BotTimers {
@@ -139,6 +176,8 @@ pub enum Step {
         media: Vec<MediaKind>,
         /// Transceiver directions of the offerer and the answerer.
         directions: (Direction, Direction),
+        /// What the step waits for: both `connected`, or both `failed`.
+        outcome: ConnectOutcome,
     },
     /// Send numbered messages and wait until the other side has them all.
     Send {
@@ -360,6 +399,11 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
     let (ice, trickle_default) = check_ice(&c, raw.ice.as_ref())?;
     let peers = check_peers(&c, &raw.peers)?;
     let ids: Vec<&str> = peers.iter().map(|p| p.id.as_str()).collect();
+    let network = raw
+        .network
+        .as_ref()
+        .map(|n| check_network(&c, n, &ids))
+        .transpose()?;
     let steps = check_steps(&c, &raw.steps, &ids, timeout_s, trickle_default)?;
     let expectations = check_expectations(&c, &raw.expect, &ids)?;
 
@@ -374,6 +418,7 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
             ms => Some(Duration::from_millis(ms)),
         },
         ice,
+        network,
         peers,
         steps,
         expectations,
@@ -448,9 +493,47 @@ fn check_ice(c: &Checker<'_>, raw: Option<&IceEntry>) -> Result<(IcePlan, bool),
             policy: raw.policy.unwrap_or_default(),
             servers: raw.servers.clone(),
             embedded_turn,
+            embedded_stun: raw.embedded_stun.unwrap_or(false),
         },
         raw.trickle.unwrap_or(true),
     ))
+}
+
+fn check_network(
+    c: &Checker<'_>,
+    raw: &NetworkEntry,
+    ids: &[&str],
+) -> Result<NetworkPlan, ScenarioError> {
+    for (id, n) in &raw.peers {
+        let at = |k| [Seg::Key("network"), Seg::Key("peers"), Seg::Key(id), Seg::Key(k)];
+        if !ids.contains(&id.as_str()) {
+            return Err(c.err(
+                &[Seg::Key("network"), Seg::Key("peers"), Seg::Key(id)],
+                format!("unknown peer id {id:?} (peers: {})", ids.join(", ")),
+            ));
+        }
+        if n.loss_pct.is_some_and(|l| l > 100) {
+            return Err(c.err(&at("loss_pct"), "must be between 0 and 100"));
+        }
+        if n.rate_kbit.is_some_and(|r| !(8..=10_000_000).contains(&r)) {
+            return Err(c.err(&at("rate_kbit"), "must be between 8 and 10000000 kbit/s"));
+        }
+    }
+    Ok(NetworkPlan {
+        peers: ids
+            .iter()
+            .map(|id| {
+                let n = raw.peers.get(*id);
+                PeerNetwork {
+                    peer: id.to_string(),
+                    nat: n.and_then(|n| n.nat).unwrap_or_default(),
+                    udp: n.and_then(|n| n.udp).unwrap_or_default(),
+                    loss_pct: n.and_then(|n| n.loss_pct).unwrap_or(0),
+                    rate_kbit: n.and_then(|n| n.rate_kbit),
+                }
+            })
+            .collect(),
+    })
 }
 
 fn check_peers(c: &Checker<'_>, raw: &[PeerEntry]) -> Result<Vec<PeerPlan>, ScenarioError> {
@@ -484,6 +567,8 @@ fn check_peers(c: &Checker<'_>, raw: &[PeerEntry]) -> Result<Vec<PeerPlan>, Scen
             srflx_acceptance_wait_ms: p.srflx_acceptance_wait_ms,
             prflx_acceptance_wait_ms: p.prflx_acceptance_wait_ms,
             relay_acceptance_wait_ms: p.relay_acceptance_wait_ms,
+            ice_disconnected_timeout_ms: p.ice_disconnected_timeout_ms,
+            ice_failed_timeout_ms: p.ice_failed_timeout_ms,
         };
         if p.kind != PeerKind::Bot && !timers.is_default() {
             let key = [
@@ -492,6 +577,8 @@ fn check_peers(c: &Checker<'_>, raw: &[PeerEntry]) -> Result<Vec<PeerPlan>, Scen
                 ("srflx_acceptance_wait_ms", p.srflx_acceptance_wait_ms),
                 ("prflx_acceptance_wait_ms", p.prflx_acceptance_wait_ms),
                 ("relay_acceptance_wait_ms", p.relay_acceptance_wait_ms),
+                ("ice_disconnected_timeout_ms", p.ice_disconnected_timeout_ms),
+                ("ice_failed_timeout_ms", p.ice_failed_timeout_ms),
             ]
             .into_iter()
             .find(|(_, v)| v.is_some())
@@ -553,6 +640,7 @@ fn check_steps(
                 "trickle",
                 "media",
                 "directions",
+                "outcome",
             ],
             Action::Send => &["from", "channel", "messages", "bytes"],
             Action::Wait => &["ms"],
@@ -567,6 +655,7 @@ fn check_steps(
             ("media", s.media.is_some()),
             ("kind", s.kind.is_some()),
             ("directions", s.directions.is_some()),
+            ("outcome", s.outcome.is_some()),
             ("from", s.from.is_some()),
             ("channel", s.channel.is_some()),
             ("messages", s.messages.is_some()),
@@ -711,12 +800,16 @@ fn check_steps(
                 }
                 connected.insert(offerer.clone(), i);
                 connected.insert(answerer.clone(), i);
-                connections.push((
-                    connection.clone(),
-                    offerer.clone(),
-                    answerer.clone(),
-                    s.data_channel.clone(),
-                ));
+                let outcome = s.outcome.unwrap_or_default();
+                // A connection that is meant to fail carries nothing later steps could use.
+                if outcome == ConnectOutcome::Connected {
+                    connections.push((
+                        connection.clone(),
+                        offerer.clone(),
+                        answerer.clone(),
+                        s.data_channel.clone(),
+                    ));
+                }
                 Step::Connect {
                     connection,
                     offerer,
@@ -729,6 +822,7 @@ fn check_steps(
                         m
                     },
                     directions,
+                    outcome,
                 }
             }
             Action::Send => {

@@ -15,6 +15,11 @@
 //! `--no-browser-reuse`, gets a new instance. An instance that fails to load the next page
 //! (crashed or hung) is killed and replaced; one that dies mid-scenario fails that scenario
 //! ("peer page went away") and is not reused.
+//!
+//! **Network lab.** A browser placed in a lab namespace runs with its driver inside it
+//! (`ip netns exec`); the harness reaches the driver through a connection opened in the
+//! namespace, and serves the page, control socket and signaling on a listener in the
+//! namespace's loopback. Such an instance serves one scenario only (its namespace goes with it).
 
 pub mod chromium;
 pub mod firefox;
@@ -147,6 +152,7 @@ impl BrowserLauncher {
         instance: &Instance,
         plan: &PeerPlan,
         sink: &EventSink,
+        ns: Option<&crate::lab::Netns>,
     ) -> Result<
         (
             Control,
@@ -157,11 +163,11 @@ impl BrowserLauncher {
         PeerError,
     > {
         // A new origin for every page: nothing granted to an earlier page applies.
-        let origin = self
-            .server
-            .new_origin()
-            .await
-            .map_err(|e| PeerError::failed(format!("serving the peer page: {e}")))?;
+        let origin = match ns {
+            Some(ns) => self.server.new_origin_in(ns).await,
+            None => self.server.new_origin().await,
+        }
+        .map_err(|e| PeerError::failed(format!("serving the peer page: {e}")))?;
         let base = origin.base.clone();
         let token = format!("{}-{}", plan.id, instance.serial);
         let socket_rx = self.server.hub().expect(&token);
@@ -191,9 +197,17 @@ impl Launcher for BrowserLauncher {
         self.flavor.programs().map(|_| ())
     }
 
-    async fn launch(&self, plan: &PeerPlan, sink: EventSink) -> Result<Box<dyn Peer>, PeerError> {
+    async fn launch(
+        &self,
+        plan: &PeerPlan,
+        sink: EventSink,
+        lab: Option<&crate::lab::LabHost>,
+    ) -> Result<Box<dyn Peer>, PeerError> {
         let started = Instant::now();
-        let reused = if self.reuse && !plan.fresh_browser {
+        let ns = lab.map(|h| h.ns.clone());
+        // A lab instance lives in the scenario's namespace: never reused.
+        let reuse = self.reuse && ns.is_none();
+        let reused = if reuse && !plan.fresh_browser {
             self.take_idle()
         } else {
             None
@@ -201,9 +215,12 @@ impl Launcher for BrowserLauncher {
         let was_reused = reused.is_some();
         let mut instance = match reused {
             Some(i) => i,
-            None => Instance::start(self.flavor.as_ref(), &self.log_dir, &plan.id).await?,
+            None => {
+                Instance::start_in(self.flavor.as_ref(), &self.log_dir, &plan.id, ns.clone())
+                    .await?
+            }
         };
-        let opened = match self.open_page(&instance, plan, &sink).await {
+        let opened = match self.open_page(&instance, plan, &sink, ns.as_deref()).await {
             Ok(o) => o,
             Err(e) if was_reused => {
                 // A reused instance that cannot load a page has crashed or hung: replace it.
@@ -213,7 +230,7 @@ impl Launcher for BrowserLauncher {
                 );
                 instance.close().await;
                 instance = Instance::start(self.flavor.as_ref(), &self.log_dir, &plan.id).await?;
-                self.open_page(&instance, plan, &sink).await?
+                self.open_page(&instance, plan, &sink, None).await?
             }
             Err(e) => {
                 instance.close().await;
@@ -238,7 +255,10 @@ impl Launcher for BrowserLauncher {
             instance: tokio::sync::Mutex::new(Some(instance)),
             control,
             offset: offset_cell,
-            pool: self.reuse.then(|| self.pool.clone()),
+            pool: reuse.then(|| self.pool.clone()),
+            own_signaling: ns
+                .is_some()
+                .then(|| format!("ws{}/ws", &origin.base[4..])),
             _origin: origin,
         }))
     }
@@ -255,7 +275,34 @@ pub struct Instance {
     driver_version: Option<String>,
     serial: u64,
     log: PathBuf,
+    /// Lab instances: the connection into the namespace the driver listens in.
+    forward: Option<AbortOnDrop>,
     _profile: tempfile::TempDir,
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Wraps a command so that it starts inside a network namespace.
+fn in_namespace(cmd: &Command, ns: &crate::lab::Netns) -> Command {
+    let mut wrapped = Command::new("ip");
+    wrapped
+        .args(["netns", "exec", ns.name()])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    wrapped
 }
 
 impl Instance {
@@ -264,6 +311,16 @@ impl Instance {
         flavor: &dyn Flavor,
         log_dir: &Path,
         label: &str,
+    ) -> Result<Self, PeerError> {
+        Self::start_in(flavor, log_dir, label, None).await
+    }
+
+    /// Starts the driver and a session, inside a lab namespace when `ns` is given.
+    pub async fn start_in(
+        flavor: &dyn Flavor,
+        log_dir: &Path,
+        label: &str,
+        ns: Option<Arc<crate::lab::Netns>>,
     ) -> Result<Self, PeerError> {
         let programs = flavor.programs()?;
         let profile = tempfile::Builder::new()
@@ -280,19 +337,41 @@ impl Instance {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "driver".into());
-        let mut group =
-            ProcessGroup::spawn(flavor.driver_command(&programs, port), &driver_name, &log)
-                .map_err(|e| {
-                    PeerError::failed(format!("starting {}: {e}", programs.driver.display()))
-                })?;
-        wait_for_port(port, &mut group, &log, &driver_name).await?;
+        let mut command = flavor.driver_command(&programs, port);
+        if let Some(ns) = &ns {
+            command = in_namespace(&command, ns);
+        }
+        let mut group = ProcessGroup::spawn(command, &driver_name, &log).map_err(|e| {
+            PeerError::failed(format!("starting {}: {e}", programs.driver.display()))
+        })?;
+        wait_for_port(port, ns.as_deref(), &mut group, &log, &driver_name).await?;
+        // In the lab the driver listens on the namespace's loopback: reach it through a local
+        // listener whose connections are opened inside the namespace.
+        let (webdriver_port, forward) = match &ns {
+            Some(ns) => {
+                let local = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                    .await
+                    .map_err(|e| PeerError::failed(format!("WebDriver forward: {e}")))?;
+                let local_port = local
+                    .local_addr()
+                    .map_err(|e| PeerError::failed(e.to_string()))?
+                    .port();
+                let task = crate::lab::netns::forward_into(
+                    local,
+                    ns.clone(),
+                    std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                );
+                (local_port, Some(AbortOnDrop(task)))
+            }
+            None => (port, None),
+        };
         let driver_version = program_version(&programs.driver).await;
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = tokio::time::timeout(
             SESSION_DEADLINE,
             fantoccini::ClientBuilder::new(connector)
                 .capabilities(flavor.capabilities(&programs, profile.path()))
-                .connect(&format!("http://127.0.0.1:{port}")),
+                .connect(&format!("http://127.0.0.1:{webdriver_port}")),
         )
         .await
         .map_err(|_| {
@@ -322,6 +401,7 @@ impl Instance {
             driver_version,
             serial,
             log,
+            forward,
             _profile: profile,
         })
     }
@@ -334,10 +414,14 @@ impl Instance {
     /// Ends the session and kills the driver's process group (browser included).
     pub async fn close(self) {
         let Instance {
-            client, mut group, ..
+            client,
+            mut group,
+            forward,
+            ..
         } = self;
         let _ = tokio::time::timeout(RELEASE_DEADLINE, client.close()).await;
         group.kill();
+        drop(forward);
     }
 }
 
@@ -351,16 +435,19 @@ fn free_port() -> Result<u16, PeerError> {
 
 async fn wait_for_port(
     port: u16,
+    ns: Option<&crate::lab::Netns>,
     group: &mut ProcessGroup,
     log: &Path,
     name: &str,
 ) -> Result<(), PeerError> {
     let deadline = Instant::now() + DRIVER_START_DEADLINE;
     loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let up = match ns {
+            Some(ns) => ns.connect_tcp(addr).await.is_ok(),
+            None => tokio::net::TcpStream::connect(addr).await.is_ok(),
+        };
+        if up {
             return Ok(());
         }
         if let Some(status) = group.try_exit_status() {
@@ -408,6 +495,8 @@ struct BrowserPeer {
     control: Control,
     offset: Arc<Mutex<Option<ClockOffset>>>,
     pool: Option<Pool>,
+    /// Lab peers: the signaling URL on the page's own origin (inside the namespace).
+    own_signaling: Option<String>,
     /// The page's own listener; closed with the peer.
     _origin: Origin,
 }
@@ -441,6 +530,9 @@ impl Peer for BrowserPeer {
 
     async fn connect(&self, req: &ConnectRequest) -> Result<(), PeerError> {
         let mut cmd = serde_json::to_value(req).map_err(PeerError::failed)?;
+        if let Some(url) = &self.own_signaling {
+            cmd["signaling_url"] = json!(url);
+        }
         cmd["cmd"] = json!("connect");
         self.control.command(cmd).await.map(|_| ())
     }
