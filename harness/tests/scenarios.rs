@@ -2,8 +2,9 @@
 //! `expected_failure` and pass only by failing with it. Then the interop matrix: the built-in
 //! template for every ordered pair of bot, chromium and firefox, one test per cell.
 //!
-//! Browser scenarios need Chromium and chromedriver. Without them the test is reported as
-//! ignored, with the reason printed, unless `CI=true`: then a missing browser fails the test.
+//! Browser scenarios need Chromium and chromedriver (Firefox and geckodriver, coturn), network-lab
+//! scenarios root and `ip`/`tc`/`nft`. Without them the test is reported as ignored, with the
+//! reason printed, unless `CI=true`: then what is missing fails the test.
 //! Tests run one at a time (browsers and timing figures do not share 2 cores well).
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -114,7 +115,7 @@ fn run_plan(plan: &Plan) -> Result<(), Failed> {
     s.harness
         .engine
         .check_kinds(plan)
-        .map_err(|e| Failed::from(format!("{e} (CI=true: a missing browser is a failure)")))?;
+        .map_err(|e| Failed::from(format!("{e} (CI=true: what is missing is a failure)")))?;
     let r = s.rt.block_on(s.harness.engine.run(plan, 1, &|_, _| {}));
     match r.verdict {
         Verdict::Pass => {
