@@ -6,13 +6,13 @@
 //! over the timeline ([`step_done`], [`diagnose`]).
 
 use crate::clock::Clock;
+use crate::lab::{Lab, LabError};
 use crate::metrics::{self, PeerMetrics};
 use crate::peer::{
     ConnectRequest, EventSink, Launchers, Peer, PeerError, PeerInfo, RawEvent, Role, SendRequest,
 };
 use crate::scenario::{ConnectOutcome, Plan, Step};
 use crate::timeline::{Event, EventKind, StateMachine, Timeline};
-use crate::lab::{Lab, LabError};
 use crate::turn::EmbeddedTurn;
 use crate::verdict::{self, Failure};
 use serde::Serialize;
@@ -257,7 +257,9 @@ impl Engine {
                         p.kind.as_str()
                     )));
                 };
-                match tokio::time::timeout(LAUNCH_DEADLINE, launcher.launch(p, sink, host.as_ref())).await {
+                match tokio::time::timeout(LAUNCH_DEADLINE, launcher.launch(p, sink, host.as_ref()))
+                    .await
+                {
                     Ok(r) => r,
                     Err(_) => Err(PeerError::Timeout(format!("starting peer {:?}", p.id))),
                 }
@@ -1203,6 +1205,33 @@ mod tests {
         let d = diagnose(&connect(), &t);
         assert!(d.contains("peer b: connectionState failed"), "{d}");
         assert!(d.contains("peer a: connectionState -"), "{d}");
+    }
+
+    #[test]
+    fn a_connect_expected_to_fail_waits_for_both_failed_and_rejects_connected() {
+        let mut step = connect();
+        if let Step::Connect { outcome, .. } = &mut step {
+            *outcome = ConnectOutcome::Failed;
+        }
+        let mut t = Timeline::new();
+        push(&mut t, "a", state("connecting"));
+        push(&mut t, "a", state("failed"));
+        assert_eq!(
+            step_done(&step, &t, &StepStart::default()),
+            Progress::Waiting
+        );
+        push(&mut t, "b", state("failed"));
+        assert_eq!(step_done(&step, &t, &StepStart::default()), Progress::Done);
+
+        let mut t = Timeline::new();
+        push(&mut t, "b", state("connected"));
+        match step_done(&step, &t, &StepStart::default()) {
+            Progress::Failed(why) => assert!(
+                why.contains("peer b") && why.contains("expects ICE to fail"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

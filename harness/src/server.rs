@@ -129,9 +129,7 @@ impl HarnessServer {
     /// a browser inside it loads the page, opens its control socket and reaches signaling
     /// (`/ws` of the same origin) without crossing the lab network.
     pub async fn new_origin_in(&self, ns: &crate::lab::Netns) -> std::io::Result<Origin> {
-        let listener = ns
-            .bind_tcp(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await?;
+        let listener = ns.bind_tcp(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let (addr, task) = self.serve_on(listener)?;
         Ok(Origin {
             base: format!("http://{addr}"),

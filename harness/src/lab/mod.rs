@@ -150,7 +150,10 @@ impl Lab {
                 },
             );
         }
-        tracing::debug!("network lab {prefix} up: {} namespaces", topo.namespaces.len());
+        tracing::debug!(
+            "network lab {prefix} up: {} namespaces",
+            topo.namespaces.len()
+        );
         Ok(Lab {
             hosts,
             internet: open(&topo.internet)?,

@@ -82,10 +82,8 @@ impl Netns {
     pub async fn connect_tcp(&self, addr: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
         let s = self
             .run(move || {
-                let s = std::net::TcpStream::connect_timeout(
-                    &addr,
-                    std::time::Duration::from_secs(5),
-                )?;
+                let s =
+                    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))?;
                 s.set_nonblocking(true)?;
                 Ok(s)
             })

@@ -77,12 +77,7 @@ fn ip_n(ns: &str, args: &str) -> Cmd {
 }
 
 fn in_ns(ns: &str, args: &str, stdin: Option<String>) -> Cmd {
-    let mut argv = vec![
-        "ip".to_string(),
-        "netns".into(),
-        "exec".into(),
-        ns.into(),
-    ];
+    let mut argv = vec!["ip".to_string(), "netns".into(), "exec".into(), ns.into()];
     argv.extend(args.split_whitespace().map(String::from));
     Cmd { argv, stdin }
 }
@@ -184,11 +179,17 @@ impl Topology {
                 ));
                 c.push(ip_n(&internet, &format!("link set p{n} master inet0")));
                 c.push(ip_n(&internet, &format!("link set p{n} up")));
-                c.push(ip_n(&peer_ns, &format!("addr add {public_ip}/24 dev {PEER_IF}")));
+                c.push(ip_n(
+                    &peer_ns,
+                    &format!("addr add {public_ip}/24 dev {PEER_IF}"),
+                ));
                 c.push(ip_n(&peer_ns, &format!("link set {PEER_IF} up")));
                 // A default route (Firefox gathers nothing without one); the segment forwards
                 // nowhere.
-                c.push(ip_n(&peer_ns, &format!("route add default via {SERVER_IP}")));
+                c.push(ip_n(
+                    &peer_ns,
+                    &format!("route add default via {SERVER_IP}"),
+                ));
                 if let Some(kbit) = p.rate_kbit {
                     c.push(tbf(&internet, &format!("p{n}"), kbit));
                 }
@@ -213,9 +214,15 @@ impl Topology {
                 ));
                 c.push(ip_n(&router, &format!("addr add {lan_router}/24 dev lan")));
                 c.push(ip_n(&router, "link set lan up"));
-                c.push(ip_n(&peer_ns, &format!("addr add {lan_peer}/24 dev {PEER_IF}")));
+                c.push(ip_n(
+                    &peer_ns,
+                    &format!("addr add {lan_peer}/24 dev {PEER_IF}"),
+                ));
                 c.push(ip_n(&peer_ns, &format!("link set {PEER_IF} up")));
-                c.push(ip_n(&peer_ns, &format!("route add default via {lan_router}")));
+                c.push(ip_n(
+                    &peer_ns,
+                    &format!("route add default via {lan_router}"),
+                ));
                 c.push(in_ns(&router, "sysctl -qw net.ipv4.ip_forward=1", None));
                 c.push(in_ns(&router, "nft -f -", Some(router_ruleset(p.nat))));
                 if let Some(kbit) = p.rate_kbit {

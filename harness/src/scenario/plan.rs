@@ -505,7 +505,14 @@ fn check_network(
     ids: &[&str],
 ) -> Result<NetworkPlan, ScenarioError> {
     for (id, n) in &raw.peers {
-        let at = |k| [Seg::Key("network"), Seg::Key("peers"), Seg::Key(id), Seg::Key(k)];
+        let at = |k| {
+            [
+                Seg::Key("network"),
+                Seg::Key("peers"),
+                Seg::Key(id),
+                Seg::Key(k),
+            ]
+        };
         if !ids.contains(&id.as_str()) {
             return Err(c.err(
                 &[Seg::Key("network"), Seg::Key("peers"), Seg::Key(id)],

@@ -256,9 +256,7 @@ impl Launcher for BrowserLauncher {
             control,
             offset: offset_cell,
             pool: reuse.then(|| self.pool.clone()),
-            own_signaling: ns
-                .is_some()
-                .then(|| format!("ws{}/ws", &origin.base[4..])),
+            own_signaling: ns.is_some().then(|| format!("ws{}/ws", &origin.base[4..])),
             _origin: origin,
         }))
     }
