@@ -327,7 +327,24 @@ impl Instance {
             .map_err(|e| PeerError::failed(format!("profile dir: {e}")))?;
         std::fs::create_dir_all(log_dir)
             .map_err(|e| PeerError::failed(format!("log dir {}: {e}", log_dir.display())))?;
-        let port = free_port()?;
+        // In the lab the driver listens on the namespace's loopback: the harness reaches it
+        // through a local listener on the same port number (geckodriver checks the Host header)
+        // whose connections are opened inside the namespace.
+        let local = match &ns {
+            Some(_) => Some(
+                tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                    .await
+                    .map_err(|e| PeerError::failed(format!("WebDriver forward: {e}")))?,
+            ),
+            None => None,
+        };
+        let port = match &local {
+            Some(l) => l
+                .local_addr()
+                .map_err(|e| PeerError::failed(e.to_string()))?
+                .port(),
+            None => free_port()?,
+        };
         let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
         let log = log_dir.join(format!("{}-{label}-{serial}.log", flavor.kind()));
         let driver_name = programs
@@ -343,25 +360,13 @@ impl Instance {
             PeerError::failed(format!("starting {}: {e}", programs.driver.display()))
         })?;
         wait_for_port(port, ns.as_deref(), &mut group, &log, &driver_name).await?;
-        // In the lab the driver listens on the namespace's loopback: reach it through a local
-        // listener whose connections are opened inside the namespace.
-        let (webdriver_port, forward) = match &ns {
-            Some(ns) => {
-                let local = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-                    .await
-                    .map_err(|e| PeerError::failed(format!("WebDriver forward: {e}")))?;
-                let local_port = local
-                    .local_addr()
-                    .map_err(|e| PeerError::failed(e.to_string()))?
-                    .port();
-                let task = crate::lab::netns::forward_into(
-                    local,
-                    ns.clone(),
-                    std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-                );
-                (local_port, Some(AbortOnDrop(task)))
-            }
-            None => (port, None),
+        let forward = match (local, &ns) {
+            (Some(local), Some(ns)) => Some(AbortOnDrop(crate::lab::netns::forward_into(
+                local,
+                ns.clone(),
+                std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            ))),
+            _ => None,
         };
         let driver_version = program_version(&programs.driver).await;
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -369,7 +374,7 @@ impl Instance {
             SESSION_DEADLINE,
             fantoccini::ClientBuilder::new(connector)
                 .capabilities(flavor.capabilities(&programs, profile.path()))
-                .connect(&format!("http://127.0.0.1:{webdriver_port}")),
+                .connect(&format!("http://127.0.0.1:{port}")),
         )
         .await
         .map_err(|_| {
