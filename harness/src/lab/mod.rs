@@ -251,7 +251,6 @@ fn run_token() -> u32 {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
             .unwrap_or(0)
-            & 0xffff_ffff
     })
 }
 
