@@ -6,7 +6,7 @@
 //! over the timeline ([`step_done`], [`diagnose`]).
 
 use crate::clock::Clock;
-use crate::lab::{Lab, LabError};
+use crate::lab::Lab;
 use crate::metrics::{self, PeerMetrics};
 use crate::peer::{
     ConnectRequest, EventSink, Launchers, Peer, PeerError, PeerInfo, RawEvent, Role, SendRequest,
@@ -194,11 +194,9 @@ impl Engine {
             Some(n) => match Lab::create(n).await {
                 Ok(l) => Some(l),
                 Err(e) => {
-                    result.verdict = if matches!(e, LabError::Unavailable(_)) {
-                        Verdict::SetupError
-                    } else {
-                        Verdict::Fail
-                    };
+                    // The machine, not the scenario: missing programs or privileges, or a
+                    // command of iproute2/nftables refused.
+                    result.verdict = Verdict::SetupError;
                     result.reason = Some(e.to_string());
                     result.wall_ms = wall.elapsed().as_secs_f64() * 1000.0;
                     return result;
@@ -389,6 +387,8 @@ impl Engine {
             }
         }
         shutdown(&peers).await;
+        // Everything that holds a handle into the lab goes before the lab itself.
+        drop(peers);
         drop(ice);
         if let Some(mut t) = turn {
             t.stop();

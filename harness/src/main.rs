@@ -166,7 +166,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs `job` on a new runtime; Ctrl-C drops it, which kills every browser and driver.
+/// Runs `job` on a new runtime; Ctrl-C (SIGINT) or SIGTERM drops it, which kills every browser
+/// and driver and removes the network lab.
 fn with_runtime(job: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -176,10 +177,22 @@ fn with_runtime(job: impl std::future::Future<Output = ExitCode>) -> ExitCode {
         }
     };
     let code = rt.block_on(async {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
         tokio::select! {
             code = job => code,
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("interrupted: stopping every peer, browser and driver");
+                ExitCode::from(EXIT_INTERRUPTED)
+            }
+            _ = terminate => {
+                eprintln!("terminated: stopping every peer, browser and driver");
                 ExitCode::from(EXIT_INTERRUPTED)
             }
         }

@@ -81,11 +81,7 @@ impl EmbeddedTurn {
         let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = log_dir.join(format!("coturn-{label}-{serial}.log"));
         let mut cmd = match lab {
-            Some(h) => {
-                let mut c = std::process::Command::new("ip");
-                c.args(["netns", "exec", h.ns.name()]).arg(&program);
-                c
-            }
+            Some(h) => h.ns.command(&program),
             None => std::process::Command::new(&program),
         };
         cmd.args([
@@ -115,11 +111,10 @@ impl EmbeddedTurn {
         let deadline = Instant::now() + START_DEADLINE;
         let addr = std::net::SocketAddr::new(host, port);
         loop {
-            let up = match lab {
-                Some(h) => h.ns.connect_tcp(addr).await.is_ok(),
-                None => tokio::net::TcpStream::connect(addr).await.is_ok(),
-            };
-            if up {
+            if crate::lab::netns::connect(lab.map(|h| &*h.ns), addr)
+                .await
+                .is_ok()
+            {
                 break;
             }
             if let Some(status) = group.try_exit_status() {

@@ -11,12 +11,14 @@
 //!   limits act on ICE, STUN/TURN and media only, and setup times are not skewed by a lossy
 //!   signaling path.
 //! - Namespaces are named `rtch-<pid>-<run token>-…`. [`Lab::create`] first removes those whose
-//!   harness process is gone (a crashed run), killing what still runs in them, and the stale
-//!   name files a run in a private mount namespace (ci/netns-run) leaves behind; a lab removes
+//!   harness process is gone (a crashed run), killing what still runs in them, and name files
+//!   older than two hours that a run in a private mount namespace (ci/netns-run) left behind
+//!   (a younger one may belong to a run still going in another mount namespace); a lab removes
 //!   its own namespaces when dropped (end of scenario, failure, panic, or a Ctrl-C that drops
 //!   the run). Removing a namespace removes its links, addresses, qdiscs and nftables rules.
 //! - Needs `CAP_SYS_ADMIN` and `CAP_NET_ADMIN` (root, or root in a user namespace) and the
-//!   `ip`, `tc` (iproute2) and `nft` (nftables) programs; [`available`] says why not.
+//!   `ip`, `tc` (iproute2), `nft` (nftables) and `sysctl` (procps) programs; [`available`]
+//!   checks the programs and makes (and removes) one probe namespace, and says why not.
 
 pub mod netns;
 pub mod topology;
@@ -32,6 +34,8 @@ pub use topology::{SERVER_IP, Topology};
 
 const COMMAND_DEADLINE: Duration = Duration::from_secs(10);
 const PREFIX: &str = "rtch";
+/// Age after which a lab namespace name without a namespace behind it is removed.
+const STALE_NAME_AGE: Duration = Duration::from_secs(2 * 3600);
 
 /// Why the lab cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -52,14 +56,24 @@ pub enum LabError {
     Other(String),
 }
 
-/// Whether this process can build a lab; the error says what is missing.
+/// Whether this process can build a lab; the error says what is missing. The answer is
+/// worked out once per process.
 pub fn available() -> Result<(), String> {
-    for (program, package) in [("ip", "iproute2"), ("tc", "iproute2"), ("nft", "nftables")] {
-        if which::which(program).is_err()
-            && !std::path::Path::new(&format!("/usr/sbin/{program}")).exists()
-        {
+    static ANSWER: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    ANSWER.get_or_init(probe).clone()
+}
+
+fn probe() -> Result<(), String> {
+    for (program, package) in [
+        ("ip", "iproute2"),
+        ("tc", "iproute2"),
+        ("nft", "nftables"),
+        ("sysctl", "procps"),
+    ] {
+        if which::which(program).is_err() {
             return Err(format!(
-                "`{program}` not found (Debian: `apt-get install {package}`; ci/install does)"
+                "`{program}` not found on PATH (Debian: `apt-get install {package}`; ci/install \
+                 does)"
             ));
         }
     }
@@ -70,13 +84,33 @@ pub fn available() -> Result<(), String> {
                 .into(),
         );
     }
-    Ok(())
-}
-
-fn program(name: &str) -> String {
-    which::which(name)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| format!("/usr/sbin/{name}"))
+    // Root is not enough everywhere (a container without CAP_NET_ADMIN, a read-only /run):
+    // make one namespace with a link in it, and remove it.
+    let name = format!("{PREFIX}-{}-{:x}0-probe", std::process::id(), run_token());
+    let out = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("running ip: {e}"))
+            .and_then(|o| {
+                if o.status.success() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "`ip {}` failed: {}",
+                        args.join(" "),
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ))
+                }
+            })
+    };
+    let made = out(&["netns", "add", &name]);
+    let linked = made
+        .clone()
+        .and_then(|_| out(&["-n", &name, "link", "add", "probe0", "type", "bridge"]));
+    remove_namespace(&name);
+    linked
 }
 
 /// A peer's place in a running lab.
@@ -125,12 +159,13 @@ impl Lab {
         // From here on, a failure removes what was made.
         let mut made = Namespaces(Vec::new());
         for ns in &topo.namespaces {
+            // Recorded first: if this is cancelled after `ip` made it, it is still removed.
+            made.0.push(ns.clone());
             run(&topology::Cmd {
                 argv: vec!["ip".into(), "netns".into(), "add".into(), ns.clone()],
                 stdin: None,
             })
             .await?;
-            made.0.push(ns.clone());
         }
         for c in &topo.commands {
             run(c).await?;
@@ -177,7 +212,7 @@ impl Lab {
 
 async fn run(c: &topology::Cmd) -> Result<(), LabError> {
     use tokio::io::AsyncWriteExt;
-    let mut cmd = tokio::process::Command::new(program(&c.argv[0]));
+    let mut cmd = tokio::process::Command::new(&c.argv[0]);
     cmd.args(&c.argv[1..])
         .stdin(if c.stdin.is_some() {
             std::process::Stdio::piped()
@@ -188,7 +223,7 @@ async fn run(c: &topology::Cmd) -> Result<(), LabError> {
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     let fail = |message: String| LabError::Command {
-        command: c.argv.join(" "),
+        command: c.to_string(),
         message,
     };
     let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
@@ -212,15 +247,48 @@ async fn run(c: &topology::Cmd) -> Result<(), LabError> {
     Ok(())
 }
 
+/// Runs `ip ARGS` and waits for it at most [`COMMAND_DEADLINE`] (synchronous: also used
+/// from `Drop`, where nothing can be awaited).
+fn ip_blocking(args: &[&str]) -> Result<String, String> {
+    let mut child = std::process::Command::new("ip")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running ip: {e}"))?;
+    let deadline = std::time::Instant::now() + COMMAND_DEADLINE;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "`ip {}`: no exit within {COMMAND_DEADLINE:?}",
+                    args.join(" ")
+                ));
+            }
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
 /// Kills whatever still runs in a namespace, then deletes it (synchronous: also used from
-/// `Drop`).
+/// `Drop`; each command has a deadline).
 fn remove_namespace(ns: &str) {
-    let ip = program("ip");
-    if let Ok(out) = std::process::Command::new(&ip)
-        .args(["netns", "pids", ns])
-        .output()
-    {
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+    if let Ok(pids) = ip_blocking(&["netns", "pids", ns]) {
+        for pid in pids.split_whitespace() {
             if let Ok(pid) = pid.parse::<i32>() {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
@@ -229,17 +297,8 @@ fn remove_namespace(ns: &str) {
             }
         }
     }
-    match std::process::Command::new(&ip)
-        .args(["netns", "delete", ns])
-        .stderr(std::process::Stdio::piped())
-        .output()
-    {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => tracing::warn!(
-            "removing namespace {ns}: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ),
-        Err(e) => tracing::warn!("removing namespace {ns}: {e}"),
+    if let Err(e) = ip_blocking(&["netns", "delete", ns]) {
+        tracing::warn!("removing namespace {ns}: {e}");
     }
 }
 
@@ -278,15 +337,28 @@ async fn remove_leftovers() {
         let Some(pid) = leftover_owner(&name) else {
             continue;
         };
-        let gone = pid != me && !std::path::Path::new(&format!("/proc/{pid}")).exists();
-        if gone || !is_namespace_mount(&entry.path()) {
+        let path = entry.path();
+        let stale = if is_namespace_mount(&path) {
+            // A namespace of this mount namespace: its owner is in this PID namespace too.
+            pid != me && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        } else {
+            // A bare name file: its mount was private to another mount namespace, which may
+            // still be running a lab. Only an old one is surely stale (no scenario lasts longer
+            // than its timeout_s, at most an hour).
+            std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_NAME_AGE)
+        };
+        if stale {
             tracing::info!("removing namespace {name} left by a harness run that is gone");
             let _ = tokio::task::spawn_blocking(move || remove_namespace(&name)).await;
         }
     }
 }
 
-/// The harness pid in a lab namespace name (`rtch-<pid>-<serial>-…`).
+/// The harness pid in a lab namespace name (`rtch-<pid>-<run token and serial, hex>-…`).
 fn leftover_owner(name: &str) -> Option<u32> {
     let mut parts = name.splitn(4, '-');
     (parts.next()? == PREFIX).then_some(())?;

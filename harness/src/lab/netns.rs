@@ -52,18 +52,20 @@ impl Netns {
         &self,
         f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
     ) -> std::io::Result<T> {
-        let fd = self.fd.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("rtch-setns".into())
-            .spawn(move || {
-                let r = nix::sched::setns(&*fd, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(std::io::Error::from)
-                    .and_then(|_| f());
-                let _ = tx.send(r);
-            })?;
+        spawn_inside(&self.fd, "rtch-setns".into(), move |joined| {
+            let _ = tx.send(joined.and_then(|_| f()));
+        })?;
         rx.await
             .map_err(|_| std::io::Error::other("namespace thread ended without an answer"))?
+    }
+
+    /// A command that starts `program` inside this namespace (`ip netns exec`); its
+    /// children (a driver's browser) are inside too.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).arg(program);
+        cmd
     }
 
     /// A TCP listener bound inside the namespace, served from the caller's runtime.
@@ -101,23 +103,58 @@ impl Netns {
     }
 }
 
+/// Starts a thread that joins the namespace `fd` and then runs `f` with the outcome of joining.
+fn spawn_inside(
+    fd: &Arc<OwnedFd>,
+    name: String,
+    f: impl FnOnce(std::io::Result<()>) + Send + 'static,
+) -> std::io::Result<()> {
+    let fd = fd.clone();
+    std::thread::Builder::new().name(name).spawn(move || {
+        f(nix::sched::setns(&*fd, nix::sched::CloneFlags::CLONE_NEWNET).map_err(Into::into))
+    })?;
+    Ok(())
+}
+
+/// A TCP connection to `addr`, made inside `ns` when given, else from the caller's namespace.
+pub async fn connect(
+    ns: Option<&Netns>,
+    addr: SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    match ns {
+        Some(ns) => ns.connect_tcp(addr).await,
+        None => tokio::net::TcpStream::connect(addr).await,
+    }
+}
+
 /// Forwards TCP connections made to `listener` (in one namespace) to `target`, connected
-/// from inside `ns`; for a WebDriver server that listens on a lab namespace's loopback. Ends
-/// when the returned task is aborted.
+/// from inside `ns`; for a WebDriver server that listens on a lab namespace's loopback.
+/// Aborting the returned task ends the forward and every connection it carries.
 pub fn forward_into(
     listener: tokio::net::TcpListener,
     ns: Arc<Netns>,
     target: SocketAddr,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
+        // Owned here: aborting this task drops the set, which aborts every connection.
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let (mut inbound, _) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("forward into {} {target}: accept: {e}", ns.name());
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            while connections.try_join_next().is_some() {}
             let ns = ns.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 match ns.connect_tcp(target).await {
                     Ok(mut outbound) => {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
-                    Err(e) => tracing::debug!("forward into {} {target}: {e}", ns.name()),
+                    Err(e) => tracing::warn!("forward into {} {target}: {e}", ns.name()),
                 }
             });
         }
@@ -143,26 +180,23 @@ impl NsRuntime {
     fn start(name: &str, fd: Arc<OwnedFd>) -> std::io::Result<Self> {
         let (handle_tx, handle_rx) = std::sync::mpsc::sync_channel(1);
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name(format!("rtch-{}", name.rsplit('-').next().unwrap_or("ns")))
-            .spawn(move || {
-                let rt = nix::sched::setns(&*fd, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(std::io::Error::from)
-                    .and_then(|_| {
-                        tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                    });
-                match rt {
-                    Ok(rt) => {
-                        let _ = handle_tx.send(Ok(rt.handle().clone()));
-                        let _ = rt.block_on(stop_rx);
-                    }
-                    Err(e) => {
-                        let _ = handle_tx.send(Err(e));
-                    }
+        let thread = format!("rtch-{}", name.rsplit('-').next().unwrap_or("ns"));
+        spawn_inside(&fd, thread, move |joined| {
+            let rt = joined.and_then(|_| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            });
+            match rt {
+                Ok(rt) => {
+                    let _ = handle_tx.send(Ok(rt.handle().clone()));
+                    let _ = rt.block_on(stop_rx);
                 }
-            })?;
+                Err(e) => {
+                    let _ = handle_tx.send(Err(e));
+                }
+            }
+        })?;
         let handle = handle_rx
             .recv()
             .map_err(|_| std::io::Error::other("namespace runtime thread died"))??;
@@ -230,18 +264,27 @@ impl webrtc::runtime::Runtime for NsRuntime {
         self.inner.wrap_tcp_listener(listener)
     }
 
+    // Both run on the namespace's thread whoever polls them: a socket is made in the
+    // namespace of the thread that makes it.
     fn connect_tcp<'a>(
         &'a self,
         remote_addr: SocketAddr,
     ) -> BoxFuture<'a, std::io::Result<Arc<dyn AsyncTcpStream>>> {
-        self.inner.connect_tcp(remote_addr)
+        let task = self
+            .handle
+            .spawn(async move { webrtc::runtime::TokioRuntime.connect_tcp(remote_addr).await });
+        Box::pin(async move { task.await.map_err(std::io::Error::other)? })
     }
 
     fn resolve_host<'a>(
         &'a self,
         host: &'a str,
     ) -> BoxFuture<'a, std::io::Result<Vec<SocketAddr>>> {
-        self.inner.resolve_host(host)
+        let host = host.to_string();
+        let task = self
+            .handle
+            .spawn(async move { webrtc::runtime::TokioRuntime.resolve_host(&host).await });
+        Box::pin(async move { task.await.map_err(std::io::Error::other)? })
     }
 
     fn sleep(&self, duration: std::time::Duration) -> BoxFuture<'static, ()> {

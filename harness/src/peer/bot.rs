@@ -373,8 +373,27 @@ impl Peer for Bot {
             .await
             .map_err(|e| PeerError::failed(format!("building the peer connection: {e}")))?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        let (renegotiate_tx, renegotiate_rx) = mpsc::unbounded_channel();
+        let conn = Arc::new(BotConnection {
+            pc: pc.clone(),
+            received,
+            renegotiate: renegotiate_tx,
+            next_seq: Mutex::new(HashMap::new()),
+            channels: channels.clone(),
+            tasks: Mutex::new(Vec::new()),
+        });
+        // Registered at once: whatever fails below, `shutdown` closes this peer connection
+        // (an unclosed one keeps its driver, and in the lab its namespace runtime, alive).
+        self.connections
+            .lock()
+            .map_err(|_| PeerError::failed("poisoned"))?
+            .insert(req.connection.clone(), conn.clone());
+        let add_task = |t: tokio::task::JoinHandle<()>| {
+            if let Ok(mut v) = conn.tasks.lock() {
+                v.push(t);
+            }
+        };
 
-        let mut tasks = Vec::new();
         let outgoing = media::set_up(&pc, &req.media, req.direction, req.role, &self.id)
             .await
             .map_err(PeerError::failed)?;
@@ -382,7 +401,7 @@ impl Peer for Bot {
             let sink = self.sink.clone();
             let conn = req.connection.clone();
             let mut connected = connected_rx.clone();
-            tasks.push(tokio::spawn(async move {
+            add_task(tokio::spawn(async move {
                 // The negotiated payload type is known once connected.
                 if connected.wait_for(|c| *c).await.is_err() {
                     return;
@@ -404,7 +423,7 @@ impl Peer for Bot {
                 .lock()
                 .map_err(|_| PeerError::failed("poisoned"))?
                 .insert(label.clone(), dc.clone());
-            tasks.push(tokio::spawn(read_channel(
+            add_task(tokio::spawn(read_channel(
                 dc,
                 label.clone(),
                 self.sink.clone(),
@@ -416,8 +435,7 @@ impl Peer for Bot {
         client.send(ClientMessage::Join {
             room: req.room.clone(),
         });
-        let (renegotiate_tx, renegotiate_rx) = mpsc::unbounded_channel();
-        tasks.push(tokio::spawn(negotiate(
+        add_task(tokio::spawn(negotiate(
             pc.clone(),
             client,
             cand_rx,
@@ -426,18 +444,6 @@ impl Peer for Bot {
             req.clone(),
             self.sink.clone(),
         )));
-        let conn = Arc::new(BotConnection {
-            pc,
-            received,
-            renegotiate: renegotiate_tx,
-            next_seq: Mutex::new(HashMap::new()),
-            channels,
-            tasks: Mutex::new(tasks),
-        });
-        self.connections
-            .lock()
-            .map_err(|_| PeerError::failed("poisoned"))?
-            .insert(req.connection.clone(), conn);
         Ok(())
     }
 

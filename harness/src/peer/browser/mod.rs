@@ -289,11 +289,8 @@ impl Drop for AbortOnDrop {
 
 /// Wraps a command so that it starts inside a network namespace.
 fn in_namespace(cmd: &Command, ns: &crate::lab::Netns) -> Command {
-    let mut wrapped = Command::new("ip");
-    wrapped
-        .args(["netns", "exec", ns.name()])
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
+    let mut wrapped = ns.command(cmd.get_program());
+    wrapped.args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
         match v {
             Some(v) => wrapped.env(k, v),
@@ -446,11 +443,7 @@ async fn wait_for_port(
     let deadline = Instant::now() + DRIVER_START_DEADLINE;
     loop {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let up = match ns {
-            Some(ns) => ns.connect_tcp(addr).await.is_ok(),
-            None => tokio::net::TcpStream::connect(addr).await.is_ok(),
-        };
-        if up {
+        if crate::lab::netns::connect(ns, addr).await.is_ok() {
             return Ok(());
         }
         if let Some(status) = group.try_exit_status() {
