@@ -245,7 +245,8 @@ impl webrtc::runtime::Runtime for NsRuntime {
         _reactor_pool_size: usize,
         future: Pin<Box<dyn Future<Output = ()> + Send>>,
     ) -> Box<dyn webrtc::runtime::JoinHandle> {
-        Box::new(NsJoinHandle(self.handle.spawn(future)))
+        // The driver too: it binds the sockets.
+        self.spawn(future)
     }
 
     fn wrap_udp_socket(
