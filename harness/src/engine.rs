@@ -73,6 +73,8 @@ pub struct RunResult {
     pub console: BTreeMap<String, Vec<String>>,
     /// The embedded TURN server's log, when the scenario had one.
     pub turn_log: Option<String>,
+    /// Where each peer sat, when the scenario used the network lab.
+    pub network: Option<crate::scenario::NetworkPlan>,
     /// Stats samples of every peer: every `stats_interval_ms` and at the end of each step.
     pub stats: Vec<StatsSample>,
     /// Media received, by peer id (connections with `media` only), at the end of the steps.
@@ -183,6 +185,7 @@ impl Engine {
             explanations: BTreeMap::new(),
             console: BTreeMap::new(),
             turn_log: None,
+            network: plan.network.clone(),
             media: BTreeMap::new(),
             stats: Vec::new(),
             timeline: Timeline::new(),

@@ -112,6 +112,7 @@ mod tests {
             explanations: Default::default(),
             console: Default::default(),
             turn_log: None,
+            network: None,
             media: Default::default(),
             stats: Default::default(),
             timeline,
