@@ -105,11 +105,13 @@ pub struct Engine {
     run_serial: AtomicU64,
 }
 
-/// What every connect step of one run hands to its peers.
+/// What the steps of one run share: the ICE configuration every connect step hands to its
+/// peers, the TURN server, and the network lab (for `set_network`).
 struct RunIce<'a> {
     servers: Vec<crate::scenario::IceServerEntry>,
     policy: crate::scenario::IcePolicy,
     turn: Option<&'a EmbeddedTurn>,
+    lab: Option<&'a Lab>,
 }
 
 struct Running {
@@ -236,6 +238,7 @@ impl Engine {
             servers: plan.ice.servers.clone(),
             policy: plan.ice.policy,
             turn: turn.as_ref(),
+            lab: lab.as_ref(),
         };
         if let Some(t) = &turn
             && plan.ice.embedded_stun
@@ -594,6 +597,15 @@ impl Engine {
                     &format!("{peer}: restart_ice"),
                     get(peer)?.restart_ice(connection),
                 )
+                .await?;
+            }
+            Step::SetNetwork { peer, loss_pct } => {
+                let lab = ice.lab.ok_or("set_network needs the network lab")?;
+                bounded(deadline, &format!("{peer}: set_network"), async {
+                    lab.set_loss(peer, *loss_pct)
+                        .await
+                        .map_err(|e| PeerError::failed(e.to_string()))
+                })
                 .await?;
             }
             Step::Close { peer } => {
@@ -986,7 +998,7 @@ pub fn step_done(step: &Step, timeline: &Timeline, start: &StepStart) -> Progres
                 Progress::Waiting
             }
         }
-        Step::Wait { .. } | Step::Close { .. } => Progress::Done,
+        Step::Wait { .. } | Step::Close { .. } | Step::SetNetwork { .. } => Progress::Done,
     }
 }
 
@@ -1108,7 +1120,7 @@ pub fn diagnose(step: &Step, timeline: &Timeline) -> String {
             offerer, answerer, ..
         } => vec![offerer, answerer],
         Step::Send { from, to, .. } => vec![from, to],
-        Step::Close { peer } => vec![peer],
+        Step::Close { peer } | Step::SetNetwork { peer, .. } => vec![peer],
         Step::RestartIce { peer, other, .. } | Step::AddTrack { peer, other, .. } => {
             vec![peer, other]
         }

@@ -125,6 +125,8 @@ pub struct LabHost {
 /// A running lab; removed when dropped.
 pub struct Lab {
     hosts: HashMap<String, LabHost>,
+    /// Each peer's network as last set (what `set_loss` rebuilds the firewall from).
+    settings: std::sync::Mutex<HashMap<String, crate::scenario::PeerNetwork>>,
     internet: Arc<Netns>,
     // Last: the namespaces go after every handle into them is closed.
     _namespaces: Namespaces,
@@ -191,6 +193,12 @@ impl Lab {
         );
         Ok(Lab {
             hosts,
+            settings: std::sync::Mutex::new(
+                plan.peers
+                    .iter()
+                    .map(|p| (p.peer.clone(), p.clone()))
+                    .collect(),
+            ),
             internet: open(&topo.internet)?,
             _namespaces: made,
         })
@@ -199,6 +207,32 @@ impl Lab {
     /// Where `peer` sits.
     pub fn host(&self, peer: &str) -> Option<LabHost> {
         self.hosts.get(peer).cloned()
+    }
+
+    /// Changes a peer's packet loss (each direction), keeping its UDP policy: its firewall
+    /// table is replaced in one nftables transaction.
+    pub async fn set_loss(&self, peer: &str, loss_pct: u8) -> Result<(), LabError> {
+        let host = self
+            .hosts
+            .get(peer)
+            .ok_or_else(|| LabError::Other(format!("peer {peer:?} is not in the lab")))?;
+        let udp = {
+            let mut settings = self
+                .settings
+                .lock()
+                .map_err(|_| LabError::Other("poisoned".into()))?;
+            let s = settings
+                .get_mut(peer)
+                .ok_or_else(|| LabError::Other(format!("peer {peer:?} is not in the lab")))?;
+            s.loss_pct = loss_pct;
+            s.udp
+        };
+        run(&topology::replace_peer_ruleset(
+            host.ns.name(),
+            udp,
+            loss_pct,
+        ))
+        .await
     }
 
     /// The internet segment, where the STUN/TURN server runs, and its address there.

@@ -147,6 +147,16 @@ pub fn peer_ruleset(udp: UdpPolicy, loss_pct: u8) -> Option<String> {
     ))
 }
 
+/// The command that replaces a peer's firewall table (creating it if missing, so the delete
+/// cannot fail) with the rules for `udp` and `loss_pct`, atomically.
+pub fn replace_peer_ruleset(ns: &str, udp: UdpPolicy, loss_pct: u8) -> Cmd {
+    let mut script = String::from("table inet rtch {}\ndelete table inet rtch\n");
+    if let Some(rules) = peer_ruleset(udp, loss_pct) {
+        script.push_str(&rules);
+    }
+    in_ns(ns, "nft -f -", Some(script))
+}
+
 impl Topology {
     /// The layout for `plan`, with namespace names starting with `prefix`.
     pub fn build(prefix: &str, plan: &NetworkPlan) -> Result<Topology, String> {
@@ -302,6 +312,23 @@ mod tests {
         assert!(r.contains("iifname \"eth0\" numgen random mod 100 < 5 drop"));
         assert!(r.contains("oifname \"eth0\" numgen random mod 100 < 5 drop"));
         assert!(!r.contains("udp"));
+    }
+
+    #[test]
+    fn replacing_a_firewall_creates_then_deletes_then_adds() {
+        let c = replace_peer_ruleset("n", UdpPolicy::Open, 0);
+        assert_eq!(c.argv, ["ip", "netns", "exec", "n", "nft", "-f", "-"]);
+        assert_eq!(
+            c.stdin.as_deref(),
+            Some("table inet rtch {}\ndelete table inet rtch\n")
+        );
+        let c = replace_peer_ruleset("n", UdpPolicy::Blocked, 5);
+        let script = c.stdin.unwrap();
+        assert!(
+            script.starts_with("table inet rtch {}\ndelete table inet rtch\ntable inet rtch {")
+        );
+        assert!(script.contains("numgen random mod 100 < 5 drop"));
+        assert!(script.contains("meta l4proto udp drop"));
     }
 
     #[test]

@@ -263,6 +263,9 @@ pub enum Action {
     /// One peer adds a track of `kind` mid-call, then a new offer/answer.
     #[serde(rename = "add_track")]
     AddTrack,
+    /// Change a lab peer's network while the scenario runs (fault injection): `loss_pct`.
+    #[serde(rename = "set_network")]
+    SetNetwork,
 }
 
 impl Action {
@@ -275,6 +278,7 @@ impl Action {
             Action::Close => "close",
             Action::RestartIce => "restart_ice",
             Action::AddTrack => "add_track",
+            Action::SetNetwork => "set_network",
         }
     }
 }
@@ -314,8 +318,11 @@ pub struct StepEntry {
     pub bytes: Option<u64>,
     /// wait: duration in ms.
     pub ms: Option<u64>,
-    /// close: the peer whose connections are closed; restart_ice: the peer that restarts.
+    /// close: the peer whose connections are closed; restart_ice: the peer that restarts;
+    /// set_network: the lab peer whose network changes.
     pub peer: Option<String>,
+    /// set_network: the new packet loss each direction, percent (0-100).
+    pub loss_pct: Option<u8>,
 }
 
 /// What a connect step waits for.

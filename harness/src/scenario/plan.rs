@@ -216,6 +216,13 @@ pub enum Step {
         /// Kind of the new track.
         kind: MediaKind,
     },
+    /// A lab peer's packet loss changes (done as soon as the rules are in place).
+    SetNetwork {
+        /// The peer.
+        peer: String,
+        /// New loss each direction, percent.
+        loss_pct: u8,
+    },
     /// ICE restart initiated by `peer`: `restartIce()`, a new offer, the other side answers;
     /// done when the answer is applied and both peers are connected again.
     RestartIce {
@@ -245,6 +252,7 @@ impl Step {
             } => format!("send {messages} x {bytes} B {from} -> {to} on '{channel}'"),
             Step::Wait { ms } => format!("wait {ms} ms"),
             Step::Close { peer } => format!("close {peer}"),
+            Step::SetNetwork { peer, loss_pct } => format!("set_network {peer}: loss {loss_pct}%"),
             Step::RestartIce { peer, other, .. } => format!("restart_ice {peer} -> {other}"),
             Step::AddTrack {
                 peer, other, kind, ..
@@ -404,7 +412,14 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
         .as_ref()
         .map(|n| check_network(&c, n, &ids))
         .transpose()?;
-    let steps = check_steps(&c, &raw.steps, &ids, timeout_s, trickle_default)?;
+    let steps = check_steps(
+        &c,
+        &raw.steps,
+        &ids,
+        timeout_s,
+        trickle_default,
+        network.is_some(),
+    )?;
     let expectations = check_expectations(&c, &raw.expect, &ids)?;
 
     Ok(Plan {
@@ -629,6 +644,7 @@ fn check_steps(
     ids: &[&str],
     timeout_s: u64,
     trickle_default: bool,
+    in_lab: bool,
 ) -> Result<Vec<StepPlan>, ScenarioError> {
     // Connections known so far: id -> (offerer, answerer, data channel); and closed peers.
     let mut connections: Vec<(String, String, String, Option<String>)> = Vec::new();
@@ -653,6 +669,7 @@ fn check_steps(
             Action::Wait => &["ms"],
             Action::Close | Action::RestartIce => &["peer"],
             Action::AddTrack => &["peer", "kind"],
+            Action::SetNetwork => &["peer", "loss_pct"],
         };
         let present = [
             ("offerer", s.offerer.is_some()),
@@ -669,6 +686,7 @@ fn check_steps(
             ("bytes", s.bytes.is_some()),
             ("ms", s.ms.is_some()),
             ("peer", s.peer.is_some()),
+            ("loss_pct", s.loss_pct.is_some()),
         ];
         if let Some((k, _)) = present.iter().find(|(k, p)| *p && !allowed.contains(k)) {
             return Err(c.err(
@@ -951,6 +969,26 @@ fn check_steps(
                     return Err(c.err(&at("peer"), format!("peer {peer:?} is already closed")));
                 }
                 Step::Close { peer }
+            }
+            Action::SetNetwork => {
+                let peer = need_str("peer", &s.peer)?;
+                peer_ref("peer", &peer)?;
+                if !in_lab {
+                    return Err(c.err(
+                        &at("action"),
+                        "set_network needs the network lab: add a [network] table",
+                    ));
+                }
+                let loss_pct = s.loss_pct.ok_or_else(|| {
+                    c.err(
+                        &[Seg::Key("steps"), Seg::Index(i)],
+                        "action \"set_network\" needs key `loss_pct`",
+                    )
+                })?;
+                if loss_pct > 100 {
+                    return Err(c.err(&at("loss_pct"), "must be between 0 and 100"));
+                }
+                Step::SetNetwork { peer, loss_pct }
             }
         };
         out.push(StepPlan {
