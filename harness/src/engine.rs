@@ -143,9 +143,8 @@ impl Engine {
             crate::turn::find()?;
         }
         if plan.network.is_some() {
-            crate::lab::available().map_err(|hint| PeerError::Missing {
-                program: "the network lab".into(),
-                hint,
+            crate::lab::available().map_err(|why| {
+                PeerError::failed(format!("the network lab is not available here: {why}"))
             })?;
         }
         for kind in plan.kinds() {

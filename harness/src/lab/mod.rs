@@ -105,12 +105,10 @@ fn probe() -> Result<(), String> {
                 }
             })
     };
-    let made = out(&["netns", "add", &name]);
-    let linked = made
-        .clone()
+    let works = out(&["netns", "add", &name])
         .and_then(|_| out(&["-n", &name, "link", "add", "probe0", "type", "bridge"]));
     remove_namespace(&name);
-    linked
+    works
 }
 
 /// A peer's place in a running lab.
@@ -125,8 +123,8 @@ pub struct LabHost {
 /// A running lab; removed when dropped.
 pub struct Lab {
     hosts: HashMap<String, LabHost>,
-    /// Each peer's network as last set (what `set_loss` rebuilds the firewall from).
-    settings: std::sync::Mutex<HashMap<String, crate::scenario::PeerNetwork>>,
+    /// Each peer's UDP policy (`set_loss` rebuilds the firewall from it).
+    udp: HashMap<String, crate::scenario::UdpPolicy>,
     internet: Arc<Netns>,
     // Last: the namespaces go after every handle into them is closed.
     _namespaces: Namespaces,
@@ -193,12 +191,7 @@ impl Lab {
         );
         Ok(Lab {
             hosts,
-            settings: std::sync::Mutex::new(
-                plan.peers
-                    .iter()
-                    .map(|p| (p.peer.clone(), p.clone()))
-                    .collect(),
-            ),
+            udp: plan.peers.iter().map(|p| (p.peer.clone(), p.udp)).collect(),
             internet: open(&topo.internet)?,
             _namespaces: made,
         })
@@ -212,24 +205,12 @@ impl Lab {
     /// Changes a peer's packet loss (each direction), keeping its UDP policy: its firewall
     /// table is replaced in one nftables transaction.
     pub async fn set_loss(&self, peer: &str, loss_pct: u8) -> Result<(), LabError> {
-        let host = self
-            .hosts
-            .get(peer)
-            .ok_or_else(|| LabError::Other(format!("peer {peer:?} is not in the lab")))?;
-        let udp = {
-            let mut settings = self
-                .settings
-                .lock()
-                .map_err(|_| LabError::Other("poisoned".into()))?;
-            let s = settings
-                .get_mut(peer)
-                .ok_or_else(|| LabError::Other(format!("peer {peer:?} is not in the lab")))?;
-            s.loss_pct = loss_pct;
-            s.udp
+        let (Some(host), Some(udp)) = (self.hosts.get(peer), self.udp.get(peer)) else {
+            return Err(LabError::Other(format!("peer {peer:?} is not in the lab")));
         };
         run(&topology::replace_peer_ruleset(
             host.ns.name(),
-            udp,
+            *udp,
             loss_pct,
         ))
         .await
