@@ -9,12 +9,12 @@
 //! | `ice_ms` | this peer's `iceConnectionState` `checking` | `connected` (or `completed`) |
 //! | `dtls_ms` | `iceConnectionState` `connected` | `connectionState` `connected` |
 //! | `setup_ms` | `O` calls `createOffer()` | this peer's `connectionState` `connected` |
-//! | `first_message_ms` | this peer's `connectionState` `connected` | first data-channel message received |
+//! | `first_message_ms` | the other peer's first `send` step begins (its `send-started` event, stamped by the harness just before it asks that peer to send) | first data-channel message this peer received |
 //! | `first_frame_ms` | this peer's `connectionState` `connected` | first whole video frame (browsers: first frame painted, `requestVideoFrameCallback`; bots: last packet of the first frame) |
 //!
 //! A metric whose end points were not both observed is absent (`None`), never zero.
 
-use crate::timeline::{EventKind, StateMachine, Timeline};
+use crate::timeline::{Endpoint, EventKind, StateMachine, Timeline};
 use serde::Serialize;
 
 /// Metric names, in report order.
@@ -42,7 +42,7 @@ pub struct PeerMetrics {
     pub dtls_ms: Option<f64>,
     /// Offerer's createOffer → this peer's connected.
     pub setup_ms: Option<f64>,
-    /// connected → first data-channel message received.
+    /// The other peer's first send began → first data-channel message received here.
     pub first_message_ms: Option<f64>,
     /// connected → first whole video frame at this peer (browsers: first painted frame).
     pub first_frame_ms: Option<f64>,
@@ -71,12 +71,13 @@ fn span(from: Option<f64>, to: Option<f64>) -> Option<f64> {
     }
 }
 
-/// Computes one peer's metrics. `connection` is the connection the peer is in.
-pub fn peer_metrics(timeline: &Timeline, peer: &str, connection: &str) -> PeerMetrics {
+/// Computes the metrics of one peer's side of one connection.
+pub fn peer_metrics(timeline: &Timeline, ep: Endpoint<'_>) -> PeerMetrics {
+    let connection = ep.connection;
     let offer = timeline.first_in_connection(connection, |k| matches!(k, EventKind::CreateOffer));
     let answer_applied =
         timeline.first_in_connection(connection, |k| matches!(k, EventKind::AnswerApplied));
-    let st = |m, s| timeline.first_state_time(peer, m, s);
+    let st = |m, s| timeline.first_state_time(ep, m, s);
     let connected = st(StateMachine::Connection, "connected");
     let ice_connected = match (
         st(StateMachine::IceConnection, "connected"),
@@ -85,8 +86,16 @@ pub fn peer_metrics(timeline: &Timeline, peer: &str, connection: &str) -> PeerMe
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let first_message =
-        timeline.first_time(peer, |k| matches!(k, EventKind::MessageReceived { .. }));
+    let send_started = timeline
+        .events()
+        .iter()
+        .find(|e| {
+            e.connection == connection
+                && e.peer != ep.peer
+                && matches!(e.event, EventKind::SendStarted { .. })
+        })
+        .map(|e| e.t_ms);
+    let first_message = timeline.first_time(ep, |k| matches!(k, EventKind::MessageReceived { .. }));
     PeerMetrics {
         signaling_ms: span(offer, answer_applied),
         gathering_ms: span(
@@ -96,10 +105,10 @@ pub fn peer_metrics(timeline: &Timeline, peer: &str, connection: &str) -> PeerMe
         ice_ms: span(st(StateMachine::IceConnection, "checking"), ice_connected),
         dtls_ms: span(ice_connected, connected),
         setup_ms: span(offer, connected),
-        first_message_ms: span(connected, first_message),
+        first_message_ms: span(send_started, first_message),
         first_frame_ms: span(
             connected,
-            timeline.first_time(peer, |k| matches!(k, EventKind::FirstVideoFrame)),
+            timeline.first_time(ep, |k| matches!(k, EventKind::FirstVideoFrame)),
         ),
     }
 }
@@ -195,6 +204,17 @@ mod tests {
             st(StateMachine::IceConnection, "connected"),
         );
         push(&mut t, 40.0, "a", st(StateMachine::Connection, "connected"));
+        // The harness's own work after connected (selected pairs, stats) is not in
+        // first_message_ms: it starts when the other peer's send begins.
+        push(
+            &mut t,
+            41.0,
+            "o",
+            EventKind::SendStarted {
+                label: "x".into(),
+                count: 1,
+            },
+        );
         push(
             &mut t,
             42.5,
@@ -206,7 +226,7 @@ mod tests {
                 in_order: true,
             },
         );
-        let a = peer_metrics(&t, "a", "c");
+        let a = peer_metrics(&t, Endpoint::new("a", "c"));
         assert_eq!(
             a,
             PeerMetrics {
@@ -215,12 +235,15 @@ mod tests {
                 ice_ms: Some(10.0),
                 dtls_ms: Some(15.0),
                 setup_ms: Some(30.0),
-                first_message_ms: Some(2.5),
+                first_message_ms: Some(1.5),
                 first_frame_ms: None,
             }
         );
-        assert_eq!(peer_metrics(&t, "o", "c").gathering_ms, Some(8.0));
-        assert_eq!(peer_metrics(&t, "o", "c").setup_ms, None);
+        let o = Endpoint::new("o", "c");
+        assert_eq!(peer_metrics(&t, o).gathering_ms, Some(8.0));
+        assert_eq!(peer_metrics(&t, o).setup_ms, None);
+        // Its own send does not start a clock for itself.
+        assert_eq!(peer_metrics(&t, o).first_message_ms, None);
     }
 
     #[test]

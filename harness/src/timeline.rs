@@ -180,6 +180,19 @@ pub enum EventKind {
         /// The sequence number is the next one expected.
         in_order: bool,
     },
+    /// The harness began a `send` step from this peer (stamped just before the peer is asked to
+    /// send): where `first_message_ms` starts.
+    SendStarted {
+        /// Channel label.
+        label: String,
+        /// How many messages the step sends.
+        count: u64,
+    },
+    /// A `mark` step: a named point on the timeline (peer and connection are empty).
+    Mark {
+        /// The name the scenario gave it.
+        name: String,
+    },
     /// `close()` was called on the connection.
     Closed,
     /// Something went wrong inside the peer (an API call rejected, a signaling error).
@@ -229,6 +242,10 @@ impl fmt::Display for EventKind {
                 if *intact { "" } else { " CORRUPT" },
                 if *in_order { "" } else { " OUT OF ORDER" }
             ),
+            EventKind::SendStarted { label, count } => {
+                write!(f, "send of {count} messages on '{label}' started")
+            }
+            EventKind::Mark { name } => write!(f, "mark '{name}'"),
             EventKind::Closed => f.write_str("close()"),
             EventKind::Error { message } => write!(f, "error: {message}"),
         }
@@ -246,6 +263,35 @@ pub struct Event {
     pub connection: String,
     /// What happened.
     pub event: EventKind,
+}
+
+/// One peer's side of one connection: what step completion, diagnoses and expectations address
+/// (a peer may hold several connections; each has its own four state machines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Endpoint<'a> {
+    /// Peer id.
+    pub peer: &'a str,
+    /// Connection id.
+    pub connection: &'a str,
+}
+
+impl<'a> Endpoint<'a> {
+    /// `peer`'s side of `connection`.
+    pub fn new(peer: &'a str, connection: &'a str) -> Self {
+        Self { peer, connection }
+    }
+
+    /// Whether an event belongs here. Events of the peer as a whole (no connection, e.g. its
+    /// browser page going away) count for every connection of the peer.
+    pub fn owns(&self, e: &Event) -> bool {
+        e.peer == self.peer && (e.connection == self.connection || e.connection.is_empty())
+    }
+}
+
+impl fmt::Display for Endpoint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} in {}", self.peer, self.connection)
+    }
 }
 
 /// All events of one scenario run, kept in time order.
@@ -289,35 +335,51 @@ impl Timeline {
         self.events.iter().filter(move |e| e.peer == peer)
     }
 
-    /// The values one state machine of one peer went through, with their times; a value equal
-    /// to the one before it is not a transition and is dropped.
-    pub fn states(&self, peer: &str, machine: StateMachine) -> Vec<(f64, &str)> {
-        let mut out: Vec<(f64, &str)> = Vec::new();
-        for e in self.of_peer(peer) {
-            if let EventKind::State { machine: m, state } = &e.event
-                && *m == machine
-                && out.last().map(|(_, s)| *s) != Some(state.as_str())
-            {
-                out.push((e.t_ms, state.as_str()));
-            }
-        }
-        out
+    /// The events of one endpoint (its connection's, and the peer's own without a connection).
+    pub fn of<'a>(&'a self, ep: Endpoint<'_>) -> impl Iterator<Item = &'a Event> {
+        self.events.iter().filter(move |e| ep.owns(e))
     }
 
-    /// The current value of one state machine of a peer (the initial value if none was seen).
-    pub fn current_state(&self, peer: &str, machine: StateMachine) -> Option<&str> {
-        self.states(peer, machine).last().map(|(_, s)| *s)
+    /// The harness's own events (`mark` steps): no peer, no connection.
+    pub fn marks(&self) -> impl Iterator<Item = (f64, &str)> {
+        self.events.iter().filter_map(|e| match &e.event {
+            EventKind::Mark { name } => Some((e.t_ms, name.as_str())),
+            _ => None,
+        })
     }
 
-    /// Time of the first event of `peer` matching `pred`.
-    pub fn first_time(&self, peer: &str, pred: impl Fn(&EventKind) -> bool) -> Option<f64> {
-        self.of_peer(peer).find(|e| pred(&e.event)).map(|e| e.t_ms)
+    /// The values one state machine of one endpoint went through, with their times; a value
+    /// equal to the one before it is not a transition and is dropped.
+    pub fn states(&self, ep: Endpoint<'_>, machine: StateMachine) -> Vec<(f64, &str)> {
+        transitions(self.of(ep), machine)
     }
 
-    /// Time at which a peer's state machine first took `state`.
-    pub fn first_state_time(&self, peer: &str, machine: StateMachine, state: &str) -> Option<f64> {
+    /// Every value one state machine took across all connections of a peer, in time order (for
+    /// drawing a peer's lane; judging uses [`Timeline::states`]).
+    pub fn peer_states(&self, peer: &str, machine: StateMachine) -> Vec<(f64, &str)> {
+        transitions(self.of_peer(peer), machine)
+    }
+
+    /// The current value of one state machine of an endpoint (`None` before the connection
+    /// exists).
+    pub fn current_state(&self, ep: Endpoint<'_>, machine: StateMachine) -> Option<&str> {
+        self.states(ep, machine).last().map(|(_, s)| *s)
+    }
+
+    /// Time of the first event of an endpoint matching `pred`.
+    pub fn first_time(&self, ep: Endpoint<'_>, pred: impl Fn(&EventKind) -> bool) -> Option<f64> {
+        self.of(ep).find(|e| pred(&e.event)).map(|e| e.t_ms)
+    }
+
+    /// Time at which an endpoint's state machine first took `state`.
+    pub fn first_state_time(
+        &self,
+        ep: Endpoint<'_>,
+        machine: StateMachine,
+        state: &str,
+    ) -> Option<f64> {
         self.first_time(
-            peer,
+            ep,
             |k| matches!(k, EventKind::State { machine: m, state: s } if *m == machine && s == state),
         )
     }
@@ -334,9 +396,9 @@ impl Timeline {
             .map(|e| e.t_ms)
     }
 
-    /// Messages received by `peer` (all of them, intact or not).
-    pub fn messages_received(&self, peer: &str, label: Option<&str>) -> Vec<&Event> {
-        self.of_peer(peer)
+    /// Messages received at an endpoint (all of them, intact or not), on one channel or all.
+    pub fn messages_received(&self, ep: Endpoint<'_>, label: Option<&str>) -> Vec<&Event> {
+        self.of(ep)
             .filter(|e| match &e.event {
                 EventKind::MessageReceived { label: l, .. } => label.is_none_or(|want| want == l),
                 _ => false,
@@ -344,9 +406,9 @@ impl Timeline {
             .collect()
     }
 
-    /// Intact, in-order messages received by `peer`.
-    pub fn intact_in_order_received(&self, peer: &str) -> u64 {
-        self.of_peer(peer)
+    /// Intact, in-order messages received at an endpoint.
+    pub fn intact_in_order_received(&self, ep: Endpoint<'_>) -> u64 {
+        self.of(ep)
             .filter(|e| {
                 matches!(
                     e.event,
@@ -374,6 +436,22 @@ impl Timeline {
         }
         out
     }
+}
+
+fn transitions<'a>(
+    events: impl Iterator<Item = &'a Event>,
+    machine: StateMachine,
+) -> Vec<(f64, &'a str)> {
+    let mut out: Vec<(f64, &str)> = Vec::new();
+    for e in events {
+        if let EventKind::State { machine: m, state } = &e.event
+            && *m == machine
+            && out.last().map(|(_, s)| *s) != Some(state.as_str())
+        {
+            out.push((e.t_ms, state.as_str()));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -415,16 +493,62 @@ mod tests {
         t.push(ev(3.0, "a", st(StateMachine::Signaling, "stable")));
         t.push(ev(4.0, "a", st(StateMachine::Connection, "connecting")));
         let s: Vec<&str> = t
-            .states("a", StateMachine::Connection)
+            .states(Endpoint::new("a", "c"), StateMachine::Connection)
             .into_iter()
             .map(|(_, s)| s)
             .collect();
         assert_eq!(s, vec!["new", "connecting"]);
         assert_eq!(
-            t.current_state("b", StateMachine::Connection),
+            t.current_state(Endpoint::new("b", "c"), StateMachine::Connection),
             Some("connecting")
         );
-        assert_eq!(t.current_state("b", StateMachine::Signaling), None);
+        assert_eq!(
+            t.current_state(Endpoint::new("b", "c"), StateMachine::Signaling),
+            None
+        );
+    }
+
+    #[test]
+    fn each_connection_of_a_peer_has_its_own_states() {
+        let mut t = Timeline::new();
+        let mut put = |ms, conn: &str, kind| {
+            t.push(Event {
+                t_ms: ms,
+                peer: "a".into(),
+                connection: conn.into(),
+                event: kind,
+            })
+        };
+        put(0.0, "a~b", st(StateMachine::Connection, "new"));
+        put(1.0, "a~c", st(StateMachine::Connection, "new"));
+        put(2.0, "a~b", st(StateMachine::Connection, "connected"));
+        put(3.0, "a~c", st(StateMachine::Connection, "failed"));
+        // A peer-wide event (no connection) belongs to every connection of the peer.
+        put(
+            4.0,
+            "",
+            EventKind::Error {
+                message: "page gone".into(),
+            },
+        );
+        let ab = Endpoint::new("a", "a~b");
+        let ac = Endpoint::new("a", "a~c");
+        assert_eq!(
+            t.current_state(ab, StateMachine::Connection),
+            Some("connected")
+        );
+        assert_eq!(
+            t.current_state(ac, StateMachine::Connection),
+            Some("failed")
+        );
+        assert_eq!(t.of(ab).count(), 3);
+        assert_eq!(t.of(ac).count(), 3);
+        let lane: Vec<&str> = t
+            .peer_states("a", StateMachine::Connection)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        assert_eq!(lane, vec!["new", "connected", "failed"]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::metrics::PeerMetrics;
 use crate::scenario::Expectation;
-use crate::timeline::{StateMachine, Timeline};
+use crate::timeline::{Endpoint, StateMachine, Timeline};
 use serde::Serialize;
 use std::fmt;
 
@@ -43,6 +43,7 @@ pub fn check(
     last_stats: Option<&[serde_json::Value]>,
 ) -> Vec<Failure> {
     let mut out = Vec::new();
+    let ep = Endpoint::new(&exp.peer, exp.connection.as_deref().unwrap_or(""));
     let fail = |key: &str, expected: String, observed: String| Failure {
         peer: exp.peer.clone(),
         key: key.to_string(),
@@ -51,7 +52,7 @@ pub fn check(
     };
     for (machine, want) in &exp.sequences {
         let got: Vec<&str> = timeline
-            .states(&exp.peer, *machine)
+            .states(ep, *machine)
             .into_iter()
             .map(|(_, s)| s)
             .collect();
@@ -62,7 +63,7 @@ pub fn check(
     for bad in &exp.never {
         for machine in StateMachine::ALL {
             if let Some((t, _)) = timeline
-                .states(&exp.peer, machine)
+                .states(ep, machine)
                 .into_iter()
                 .find(|(_, s)| s == bad)
             {
@@ -75,9 +76,9 @@ pub fn check(
         }
     }
     if let Some(n) = exp.received_messages {
-        let got = timeline.intact_in_order_received(&exp.peer);
+        let got = timeline.intact_in_order_received(ep);
         if got != n {
-            let all = timeline.messages_received(&exp.peer, None).len();
+            let all = timeline.messages_received(ep, None).len();
             out.push(fail(
                 "received_messages",
                 format!("{n} intact in-order messages"),
@@ -87,7 +88,7 @@ pub fn check(
     }
     if let Some(want) = &exp.candidate_types_gathered {
         let mut got: Vec<String> = timeline
-            .of_peer(&exp.peer)
+            .of(ep)
             .filter_map(|e| match &e.event {
                 crate::timeline::EventKind::LocalCandidate { candidate_type, .. } => {
                     Some(candidate_type.clone())
@@ -102,7 +103,7 @@ pub fn check(
         }
     }
     if let Some((local, remote)) = &exp.selected_pair {
-        let got = timeline.of_peer(&exp.peer).find_map(|e| match &e.event {
+        let got = timeline.of(ep).find_map(|e| match &e.event {
             crate::timeline::EventKind::SelectedCandidatePair { local, remote } => {
                 Some((local.clone(), remote.clone()))
             }
@@ -248,6 +249,7 @@ mod tests {
     fn exp(seq: &[&str]) -> Expectation {
         Expectation {
             peer: "a".into(),
+            connection: Some("c".into()),
             sequences: vec![(
                 StateMachine::Connection,
                 seq.iter().map(|s| s.to_string()).collect(),
@@ -302,6 +304,7 @@ mod tests {
         assert_eq!(loss_pct(&stats[..2]), None);
         let e = Expectation {
             peer: "a".into(),
+            connection: Some("c".into()),
             max_rtt_ms: Some(10.0),
             max_packet_loss_pct: Some(1.0),
             ..Default::default()
@@ -324,6 +327,7 @@ mod tests {
         let t = timeline(&[("a", IceConnection, "new"), ("a", IceConnection, "failed")]);
         let e = Expectation {
             peer: "a".into(),
+            connection: Some("c".into()),
             never: vec!["failed".into()],
             ..Default::default()
         };
@@ -350,6 +354,7 @@ mod tests {
         }
         let e = Expectation {
             peer: "a".into(),
+            connection: Some("c".into()),
             received_messages: Some(3),
             setup_ms_max: Some(100.0),
             ..Default::default()

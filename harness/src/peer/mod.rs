@@ -202,6 +202,12 @@ pub trait Peer: Send + Sync {
     async fn restart_ice(&self, connection: &str) -> Result<(), PeerError>;
     /// Calls `close()` on one connection.
     async fn close(&self, connection: &str) -> Result<(), PeerError>;
+    /// Returns once every event the peer observed until now has been handed to its
+    /// [`EventSink`] (a browser: one ping round trip on its ordered control socket). In-process
+    /// peers emit synchronously and have nothing to wait for.
+    async fn flush(&self) -> Result<(), PeerError> {
+        Ok(())
+    }
     /// Console output of the peer so far (browsers: the page's `console.*` calls).
     fn console(&self) -> Vec<String> {
         Vec::new()

@@ -46,8 +46,10 @@ fn tick_color(e: &EventKind) -> Option<RGBColor> {
         EventKind::Error { .. } | EventKind::IceCandidateError { .. } => RGBColor(0xd9, 0x30, 0x25),
         EventKind::SelectedCandidatePair { .. } => RGBColor(0x00, 0x69, 0x5c),
         EventKind::TrackReceived { .. } | EventKind::FirstVideoFrame => RGBColor(0xef, 0x6c, 0x00),
+        EventKind::SendStarted { .. } => RGBColor(0x15, 0x65, 0xc0),
         EventKind::Closed => RGBColor(0x5f, 0x63, 0x68),
-        EventKind::State { .. } => return None,
+        // Marks are drawn across every row (see `timeline_svg`).
+        EventKind::State { .. } | EventKind::Mark { .. } => return None,
     })
 }
 
@@ -106,7 +108,7 @@ pub fn timeline_svg(r: &RunResult) -> Result<String, String> {
         let mut ticks = Vec::new();
         for (k, p) in peers.iter().enumerate() {
             for (sub, m) in StateMachine::ALL.iter().enumerate() {
-                let states = r.timeline.states(p, *m);
+                let states = r.timeline.peer_states(p, *m);
                 for (i, (t, s)) in states.iter().enumerate() {
                     let end = states.get(i + 1).map(|(t2, _)| *t2).unwrap_or(x_max);
                     spans.push((row_of(k, sub as u32), t.max(0.0), end, state_color(s)));
@@ -149,6 +151,26 @@ pub fn timeline_svg(r: &RunResult) -> Result<String, String> {
                 BLACK.stroke_width(1),
             )))
             .map_err(|e| e.to_string())?;
+        // `mark` steps: a line across every row, named at the top.
+        let mark_color = RGBColor(0x6a, 0x1b, 0x9a);
+        for (t, name) in r.timeline.marks() {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![
+                        (t.max(0.0), SegmentValue::Exact(0)),
+                        (t.max(0.0), SegmentValue::Exact(rows)),
+                    ],
+                    mark_color.stroke_width(2),
+                )))
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    name.to_string(),
+                    (t.max(0.0), SegmentValue::Exact(rows)),
+                    ("sans-serif", 12).into_font().color(&mark_color),
+                )))
+                .map_err(|e| e.to_string())?;
+        }
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
@@ -383,6 +405,18 @@ fn metrics_table(r: &RunResult) -> String {
     out
 }
 
+fn marks(r: &RunResult) -> String {
+    if r.marks.is_empty() {
+        return String::new();
+    }
+    let items: String = r
+        .marks
+        .iter()
+        .map(|m| format!("<li>{:.1} ms: <b>{}</b></li>", m.t_ms, esc(&m.name)))
+        .collect();
+    format!("<h3>Marks</h3><ul class=\"marks\">{items}</ul>")
+}
+
 fn explanations(r: &RunResult) -> String {
     let mut out = String::new();
     for (peer, lines) in &r.explanations {
@@ -479,6 +513,7 @@ pub fn render(
             "<div class=\"chart timeline\">{}</div>",
             timeline_svg(r)?
         ));
+        body.push_str(&marks(r));
         body.push_str(&metrics_table(r));
         body.push_str(&explanations(r));
         if let Some(svg) = distribution_svg(&group)? {

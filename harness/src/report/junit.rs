@@ -115,6 +115,7 @@ mod tests {
             network: None,
             media: Default::default(),
             stats: Default::default(),
+            marks: Vec::new(),
             timeline,
         }
     }

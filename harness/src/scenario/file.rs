@@ -1,13 +1,15 @@
 //! The scenario file as written: TOML shapes deserialized with serde, before any cross-checks.
 //!
-//! Every table denies unknown keys. Step tables are one flat shape whose `action` decides which
-//! keys are allowed; [`super::plan`] enforces that with a located error, because serde's
-//! internally tagged enums lose the position of the offending key.
+//! Every table denies unknown keys. A `[[steps]]` table is kept as raw TOML here: its `action`
+//! names a step kind, and the kind's own module (see [`crate::engine::steps`]) gives its shape
+//! and checks it with located errors (serde's internally tagged enums would lose the position of
+//! the offending key).
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// A whole scenario file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioFile {
     /// Human-readable name, shown in tables and reports.
@@ -34,16 +36,18 @@ pub struct ScenarioFile {
     pub network: Option<NetworkEntry>,
     /// The peers taking part.
     pub peers: Vec<PeerEntry>,
-    /// Steps, run in order.
+    /// Steps, run in order: each a table whose `action` names its kind (shapes:
+    /// [`crate::engine::steps`]).
     #[serde(default)]
-    pub steps: Vec<StepEntry>,
+    #[schemars(with = "Vec<serde_json::Map<String, serde_json::Value>>")]
+    pub steps: Vec<toml::Table>,
     /// Expectations checked after the last step.
     #[serde(default)]
     pub expect: Vec<ExpectEntry>,
 }
 
 /// The `[ice]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IceEntry {
     /// `iceTransportPolicy`: `all` (default) or `relay`.
@@ -60,7 +64,7 @@ pub struct IceEntry {
 }
 
 /// The `[network]` table: the network lab (see [`crate::lab`]).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkEntry {
     /// Per peer id: where it sits. Peers not named get the defaults (no NAT, UDP open).
@@ -69,7 +73,7 @@ pub struct NetworkEntry {
 }
 
 /// `[network.peers.<id>]`: one peer's network.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PeerNetworkEntry {
     /// The NAT between the peer and the lab's internet segment (default `none`).
@@ -83,7 +87,7 @@ pub struct PeerNetworkEntry {
 }
 
 /// NAT behaviour (RFC 4787 terms).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Nat {
     /// The peer has an address on the internet segment itself.
@@ -97,7 +101,7 @@ pub enum Nat {
 }
 
 /// What the peer's firewall does with UDP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum UdpPolicy {
     /// UDP passes.
@@ -108,7 +112,7 @@ pub enum UdpPolicy {
 }
 
 /// `iceTransportPolicy` (W3C webrtc-pc §4.2.1, RTCIceTransportPolicy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum IcePolicy {
     /// Use every candidate type.
@@ -119,7 +123,7 @@ pub enum IcePolicy {
 }
 
 /// An `RTCIceServer` (W3C webrtc-pc §4.2.2).
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IceServerEntry {
     /// `stun:`/`turn:`/`turns:` URLs (RFC 7064, RFC 7065).
@@ -131,7 +135,7 @@ pub struct IceServerEntry {
 }
 
 /// `[ice.embedded_turn]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddedTurnEntry {
     /// Which `transport=` URLs the peers get: `udp`, `tcp` (default both).
@@ -141,7 +145,7 @@ pub struct EmbeddedTurnEntry {
 }
 
 /// TURN client-to-server transport (RFC 7065 `transport=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TurnTransport {
     /// TURN over UDP.
@@ -151,7 +155,7 @@ pub enum TurnTransport {
 }
 
 /// Which implementation drives a peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum PeerKind {
     /// An in-process webrtc-rs (`webrtc` crate) peer connection.
@@ -194,7 +198,7 @@ impl std::str::FromStr for PeerKind {
 }
 
 /// A `[[peers]]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PeerEntry {
     /// Unique id inside the scenario.
@@ -221,7 +225,7 @@ pub struct PeerEntry {
 }
 
 /// A media kind (W3C `MediaStreamTrack.kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum MediaKind {
     /// Opus audio.
@@ -231,7 +235,7 @@ pub enum MediaKind {
 }
 
 /// `RTCRtpTransceiverDirection` (W3C webrtc-pc §5.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Send and receive.
@@ -245,88 +249,8 @@ pub enum Direction {
     Inactive,
 }
 
-/// Step actions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    /// Offer/answer between two peers, then wait until both are `connected`.
-    Connect,
-    /// Send numbered, checksummed data-channel messages and wait for their delivery.
-    Send,
-    /// Sleep.
-    Wait,
-    /// `close()` a peer's connections.
-    Close,
-    /// `restartIce()` on one peer, then a new offer/answer (W3C webrtc-pc §4.4.1.6).
-    #[serde(rename = "restart_ice")]
-    RestartIce,
-    /// One peer adds a track of `kind` mid-call, then a new offer/answer.
-    #[serde(rename = "add_track")]
-    AddTrack,
-    /// Change a lab peer's network while the scenario runs (fault injection): `loss_pct`.
-    #[serde(rename = "set_network")]
-    SetNetwork,
-}
-
-impl Action {
-    /// The name used in scenario files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Connect => "connect",
-            Action::Send => "send",
-            Action::Wait => "wait",
-            Action::Close => "close",
-            Action::RestartIce => "restart_ice",
-            Action::AddTrack => "add_track",
-            Action::SetNetwork => "set_network",
-        }
-    }
-}
-
-/// A `[[steps]]` table; which keys are allowed depends on `action`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StepEntry {
-    /// What the step does.
-    pub action: Action,
-    /// Step deadline in ms (default: what is left of `timeout_s`).
-    pub timeout_ms: Option<u64>,
-    /// connect: the peer that calls createOffer.
-    pub offerer: Option<String>,
-    /// connect: the peer that answers.
-    pub answerer: Option<String>,
-    /// connect: label of a data channel the offerer creates.
-    pub data_channel: Option<String>,
-    /// connect: trickle ICE candidates (default true); false sends them inside the SDP.
-    pub trickle: Option<bool>,
-    /// connect: media both peers send and receive (`audio`, `video`).
-    pub media: Option<Vec<MediaKind>>,
-    /// add_track: the kind of the new track.
-    pub kind: Option<MediaKind>,
-    /// connect: `connected` (default) or `failed`: the step then passes once both peers'
-    /// connectionState is `failed` (an expected ICE failure).
-    pub outcome: Option<ConnectOutcome>,
-    /// connect: per-peer transceiver direction for the media (default `sendrecv`).
-    pub directions: Option<std::collections::BTreeMap<String, Direction>>,
-    /// send: sending peer.
-    pub from: Option<String>,
-    /// send: data-channel label.
-    pub channel: Option<String>,
-    /// send: number of messages.
-    pub messages: Option<u64>,
-    /// send: size of each message in bytes.
-    pub bytes: Option<u64>,
-    /// wait: duration in ms.
-    pub ms: Option<u64>,
-    /// close: the peer whose connections are closed; restart_ice: the peer that restarts;
-    /// set_network: the lab peer whose network changes.
-    pub peer: Option<String>,
-    /// set_network: the new packet loss each direction, percent (0-100).
-    pub loss_pct: Option<u8>,
-}
-
 /// What a connect step waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConnectOutcome {
     /// Both peers reach connectionState `connected`.
@@ -337,11 +261,15 @@ pub enum ConnectOutcome {
 }
 
 /// An `[[expect]]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectEntry {
     /// The peer the expectation is about.
     pub peer: String,
+    /// The connection of that peer it is about (default: the peer's only connection; required
+    /// when the peer is in several). Ids: a connect step's `connection`, else
+    /// `<offerer>~<answerer>`.
+    pub connection: Option<String>,
     /// Exact sequence of `connectionState` values, from creation to the end of the last step.
     pub connection_state: Option<Vec<String>>,
     /// Exact sequence of `iceConnectionState` values.
@@ -375,7 +303,7 @@ pub struct ExpectEntry {
 }
 
 /// `selected_pair = { local = "relay", remote = "host" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SelectedPairEntry {
     /// Local candidate type.

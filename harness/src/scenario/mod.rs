@@ -25,13 +25,14 @@ mod file;
 mod plan;
 
 pub use file::{
-    Action, ConnectOutcome, Direction, IcePolicy, IceServerEntry, MediaKind, Nat, PeerKind,
+    ConnectOutcome, Direction, IcePolicy, IceServerEntry, MediaKind, Nat, PeerKind, ScenarioFile,
     TurnTransport, UdpPolicy,
 };
 pub use plan::{
-    BotTimers, CANDIDATE_TYPES, EmbeddedTurnPlan, Expectation, IcePlan, NetworkPlan, PeerNetwork,
-    PeerPlan, Plan, Step, StepPlan,
+    BotTimers, CANDIDATE_TYPES, ConnectionPlan, EmbeddedTurnPlan, Expectation, IcePlan,
+    NetworkPlan, PeerNetwork, PeerPlan, Plan, StepPlan,
 };
+pub(crate) use plan::{Checker, Seg};
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

@@ -2,25 +2,20 @@
 //! keys its action needs, and no step is impossible given the steps before it.
 
 use super::file::{
-    Action, ConnectOutcome, Direction, ExpectEntry, IceEntry, IcePolicy, IceServerEntry, MediaKind,
-    Nat, NetworkEntry, PeerEntry, PeerKind, ScenarioFile, StepEntry, TurnTransport, UdpPolicy,
+    ExpectEntry, IceEntry, IcePolicy, IceServerEntry, MediaKind, Nat, NetworkEntry, PeerEntry,
+    PeerKind, ScenarioFile, TurnTransport, UdpPolicy,
 };
 use super::{ScenarioError, line_column};
+use crate::engine::steps::{self, BuildCx, Step};
 use crate::timeline::StateMachine;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Default `timeout_s`.
 pub const DEFAULT_TIMEOUT_S: u64 = 30;
-/// Smallest message `send` accepts: the header of sequence number and checksum (see
-/// [`crate::payload`]).
-pub const MIN_MESSAGE_BYTES: u64 = crate::payload::HEADER_LEN as u64;
-/// Largest message `send` accepts, in bytes (the data-channel message size every browser takes).
-pub const MAX_MESSAGE_BYTES: u64 = 65_536;
-/// Most messages one `send` step may send.
-pub const MAX_MESSAGES: u64 = 100_000;
 
 /// A checked scenario, ready to run.
 #[derive(Debug, Clone)]
@@ -45,6 +40,8 @@ pub struct Plan {
     pub peers: Vec<PeerPlan>,
     /// Steps, in order.
     pub steps: Vec<StepPlan>,
+    /// The connections the connect steps make, in step order.
+    pub connections: Vec<ConnectionPlan>,
     /// Expectations.
     pub expectations: Vec<Expectation>,
 }
@@ -151,113 +148,47 @@ pub struct PeerPlan {
 /// A step with its own deadline.
 #[derive(Debug, Clone)]
 pub struct StepPlan {
-    /// What to do.
-    pub step: Step,
+    /// What to do: a step of one of the kinds in [`crate::engine::steps`].
+    pub step: Arc<dyn Step>,
     /// The step's own deadline, if the file set one (it is always cut to the scenario deadline).
     pub timeout: Option<Duration>,
 }
 
-/// What a step does.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Step {
-    /// Negotiate a connection and wait for both peers to be `connected`.
-    Connect {
-        /// Connection id (also the signaling room name).
-        connection: String,
-        /// Calls createOffer.
-        offerer: String,
-        /// Answers.
-        answerer: String,
-        /// Data channel created by the offerer.
-        data_channel: Option<String>,
-        /// Trickle ICE (true) or candidates inside the SDP (false).
-        trickle: bool,
-        /// Media kinds negotiated.
-        media: Vec<MediaKind>,
-        /// Transceiver directions of the offerer and the answerer.
-        directions: (Direction, Direction),
-        /// What the step waits for: both `connected`, or both `failed`.
-        outcome: ConnectOutcome,
-    },
-    /// Send numbered messages and wait until the other side has them all.
-    Send {
-        /// Sender.
-        from: String,
-        /// Receiver (the other peer of the connection carrying `channel`).
-        to: String,
-        /// Connection id.
-        connection: String,
-        /// Data-channel label.
-        channel: String,
-        /// Message count.
-        messages: u64,
-        /// Bytes per message.
-        bytes: u64,
-    },
-    /// Sleep.
-    Wait {
-        /// Duration.
-        ms: u64,
-    },
-    /// Close every connection of a peer.
-    Close {
-        /// The peer.
-        peer: String,
-    },
-    /// `peer` adds a track of `kind` and renegotiates; done when its answer is applied and the
-    /// other peer has received the new track.
-    AddTrack {
-        /// The peer adding the track (it makes the new offer).
-        peer: String,
-        /// The other peer of the connection.
-        other: String,
-        /// Connection id.
-        connection: String,
-        /// Kind of the new track.
-        kind: MediaKind,
-    },
-    /// A lab peer's packet loss changes (done as soon as the rules are in place).
-    SetNetwork {
-        /// The peer.
-        peer: String,
-        /// New loss each direction, percent.
-        loss_pct: u8,
-    },
-    /// ICE restart initiated by `peer`: `restartIce()`, a new offer, the other side answers;
-    /// done when the answer is applied and both peers are connected again.
-    RestartIce {
-        /// The initiating peer (it makes the new offer).
-        peer: String,
-        /// The other peer of the connection.
-        other: String,
-        /// Connection id.
-        connection: String,
-    },
+/// One connection (one `RTCPeerConnection` at each of two peers), made by a connect step.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConnectionPlan {
+    /// Connection id: the step's `connection` key, else `<offerer>~<answerer>`. Events,
+    /// expectations (`connection = ...`) and the signaling room name use it.
+    pub id: String,
+    /// Index of the connect step that makes it.
+    pub step: usize,
+    /// The peer that calls createOffer.
+    pub offerer: String,
+    /// The peer that answers.
+    pub answerer: String,
+    /// Data channel the offerer creates.
+    pub data_channel: Option<String>,
+    /// Media negotiated.
+    pub media: Vec<MediaKind>,
+    /// Whether the connect step expects it to connect (false: `outcome = "failed"`).
+    pub expect_connected: bool,
 }
 
-impl Step {
-    /// One-line description for progress output and diagnoses.
-    pub fn describe(&self) -> String {
-        match self {
-            Step::Connect {
-                offerer, answerer, ..
-            } => format!("connect {offerer} -> {answerer}"),
-            Step::Send {
-                from,
-                to,
-                channel,
-                messages,
-                bytes,
-                ..
-            } => format!("send {messages} x {bytes} B {from} -> {to} on '{channel}'"),
-            Step::Wait { ms } => format!("wait {ms} ms"),
-            Step::Close { peer } => format!("close {peer}"),
-            Step::SetNetwork { peer, loss_pct } => format!("set_network {peer}: loss {loss_pct}%"),
-            Step::RestartIce { peer, other, .. } => format!("restart_ice {peer} -> {other}"),
-            Step::AddTrack {
-                peer, other, kind, ..
-            } => format!("add_track {kind:?} {peer} -> {other}").to_lowercase(),
+impl ConnectionPlan {
+    /// The other peer of the connection (`None` when `peer` is not in it).
+    pub fn other(&self, peer: &str) -> Option<&str> {
+        if self.offerer == peer {
+            Some(&self.answerer)
+        } else if self.answerer == peer {
+            Some(&self.offerer)
+        } else {
+            None
         }
+    }
+
+    /// Whether `peer` is one of its two peers.
+    pub fn has(&self, peer: &str) -> bool {
+        self.other(peer).is_some()
     }
 }
 
@@ -266,6 +197,8 @@ impl Step {
 pub struct Expectation {
     /// The peer.
     pub peer: String,
+    /// The connection of that peer it is about (`None`: the peer is in no connection).
+    pub connection: Option<String>,
     /// Exact state sequences, per state machine.
     pub sequences: Vec<(StateMachine, Vec<String>)>,
     /// States that must not occur.
@@ -292,12 +225,13 @@ pub struct Expectation {
 
 /// One segment of a key path.
 #[derive(Debug, Clone, Copy)]
-enum Seg<'a> {
+pub(crate) enum Seg<'a> {
     Key(&'a str),
     Index(usize),
 }
 
-struct Checker<'a> {
+/// Makes located errors for one file.
+pub(crate) struct Checker<'a> {
     path: &'a Path,
     text: &'a str,
     doc: Option<toml_edit::Document<String>>,
@@ -305,7 +239,7 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     /// An error pointing at the value (or, if absent, the closest enclosing table) of `segs`.
-    fn err(&self, segs: &[Seg<'_>], message: impl Into<String>) -> ScenarioError {
+    pub(crate) fn err(&self, segs: &[Seg<'_>], message: impl Into<String>) -> ScenarioError {
         let span = self.doc.as_ref().and_then(|d| locate(d, segs));
         let (line, column) = line_column(self.text, span.map(|s| s.start).unwrap_or(0));
         ScenarioError {
@@ -412,15 +346,15 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
         .as_ref()
         .map(|n| check_network(&c, n, &ids))
         .transpose()?;
-    let steps = check_steps(
+    let (steps, connections) = check_steps(
         &c,
         &raw.steps,
-        &ids,
+        &peers,
         timeout_s,
         trickle_default,
         network.is_some(),
     )?;
-    let expectations = check_expectations(&c, &raw.expect, &ids)?;
+    let expectations = check_expectations(&c, &raw.expect, &ids, &connections)?;
 
     Ok(Plan {
         name: raw.name,
@@ -436,6 +370,7 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
         network,
         peers,
         steps,
+        connections,
         expectations,
     })
 }
@@ -640,369 +575,86 @@ fn check_peers(c: &Checker<'_>, raw: &[PeerEntry]) -> Result<Vec<PeerPlan>, Scen
 
 fn check_steps(
     c: &Checker<'_>,
-    raw: &[StepEntry],
-    ids: &[&str],
+    raw: &[toml::Table],
+    peers: &[PeerPlan],
     timeout_s: u64,
     trickle_default: bool,
     in_lab: bool,
-) -> Result<Vec<StepPlan>, ScenarioError> {
-    // Connections known so far: id -> (offerer, answerer, data channel); and closed peers.
-    let mut connections: Vec<(String, String, String, Option<String>)> = Vec::new();
-    let mut connected: HashMap<String, usize> = HashMap::new();
-    let mut closed: HashSet<String> = HashSet::new();
-    let mut with_media: HashSet<String> = HashSet::new();
+) -> Result<(Vec<StepPlan>, Vec<ConnectionPlan>), ScenarioError> {
+    let mut connections = Vec::new();
+    let mut closed = HashSet::new();
     let mut out = Vec::new();
-
-    for (i, s) in raw.iter().enumerate() {
+    for (i, table) in raw.iter().enumerate() {
+        let mut table = table.clone();
+        let here = [Seg::Key("steps"), Seg::Index(i)];
         let at = |k| [Seg::Key("steps"), Seg::Index(i), Seg::Key(k)];
-        let allowed: &[&str] = match s.action {
-            Action::Connect => &[
-                "offerer",
-                "answerer",
-                "data_channel",
-                "trickle",
-                "media",
-                "directions",
-                "outcome",
-            ],
-            Action::Send => &["from", "channel", "messages", "bytes"],
-            Action::Wait => &["ms"],
-            Action::Close | Action::RestartIce => &["peer"],
-            Action::AddTrack => &["peer", "kind"],
-            Action::SetNetwork => &["peer", "loss_pct"],
-        };
-        let present = [
-            ("offerer", s.offerer.is_some()),
-            ("answerer", s.answerer.is_some()),
-            ("data_channel", s.data_channel.is_some()),
-            ("trickle", s.trickle.is_some()),
-            ("media", s.media.is_some()),
-            ("kind", s.kind.is_some()),
-            ("directions", s.directions.is_some()),
-            ("outcome", s.outcome.is_some()),
-            ("from", s.from.is_some()),
-            ("channel", s.channel.is_some()),
-            ("messages", s.messages.is_some()),
-            ("bytes", s.bytes.is_some()),
-            ("ms", s.ms.is_some()),
-            ("peer", s.peer.is_some()),
-            ("loss_pct", s.loss_pct.is_some()),
-        ];
-        if let Some((k, _)) = present.iter().find(|(k, p)| *p && !allowed.contains(k)) {
-            return Err(c.err(
-                &at(k),
-                format!(
-                    "key `{k}` is not used by action {:?} (it takes: {})",
-                    s.action.as_str(),
-                    allowed.join(", ")
-                ),
-            ));
-        }
-        let need_str = |k: &'static str, v: &Option<String>| -> Result<String, ScenarioError> {
-            v.clone().ok_or_else(|| {
+        let actions = steps::KINDS
+            .iter()
+            .map(|k| k.action)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let kind = match table.remove("action") {
+            None => {
+                return Err(c.err(
+                    &here,
+                    format!("a step needs key `action` (one of: {actions})"),
+                ));
+            }
+            Some(toml::Value::String(a)) => steps::kind(&a).ok_or_else(|| {
                 c.err(
-                    &[Seg::Key("steps"), Seg::Index(i)],
-                    format!("action {:?} needs key `{k}`", s.action.as_str()),
+                    &at("action"),
+                    format!("unknown action {a:?} (actions: {actions})"),
                 )
-            })
-        };
-        let need_u64 = |k: &'static str, v: Option<u64>| -> Result<u64, ScenarioError> {
-            v.ok_or_else(|| {
-                c.err(
-                    &[Seg::Key("steps"), Seg::Index(i)],
-                    format!("action {:?} needs key `{k}`", s.action.as_str()),
-                )
-            })
-        };
-        let peer_ref = |k: &'static str, v: &str| -> Result<(), ScenarioError> {
-            if ids.contains(&v) {
-                Ok(())
-            } else {
-                Err(c.err(
-                    &at(k),
-                    format!("unknown peer id {v:?} (peers: {})", ids.join(", ")),
-                ))
+            })?,
+            Some(_) => {
+                return Err(c.err(
+                    &at("action"),
+                    format!("must be a string naming the action (one of: {actions})"),
+                ));
             }
         };
-        // The connection a peer is in (optionally the one carrying `channel`), the other peer of
-        // it, and a check that neither was closed by an earlier step.
-        let find_connection = |peer: &str,
-                               channel: Option<&str>,
-                               key: &'static str,
-                               missing: String|
-         -> Result<(String, String), ScenarioError> {
-            let Some((connection, o, a, _)) = connections.iter().find(|(_, o, a, dc)| {
-                (o == peer || a == peer) && channel.is_none_or(|ch| dc.as_deref() == Some(ch))
-            }) else {
-                return Err(c.err(&at(key), missing));
-            };
-            let other = if o == peer { a.clone() } else { o.clone() };
-            for p in [peer, other.as_str()] {
-                if closed.contains(p) {
-                    return Err(c.err(
-                        &at(key),
-                        format!("peer {p:?} was closed by an earlier step"),
-                    ));
-                }
+        let timeout_ms = match table.remove("timeout_ms") {
+            None => None,
+            Some(toml::Value::Integer(t)) if t >= 1 && (t as u64) <= timeout_s * 1000 => {
+                Some(t as u64)
             }
-            Ok((connection.clone(), other))
-        };
-        if let Some(t) = s.timeout_ms
-            && (t == 0 || t > timeout_s * 1000)
-        {
-            return Err(c.err(
-                &at("timeout_ms"),
-                format!(
-                    "must be between 1 and the scenario's timeout_s ({timeout_s} s = {} ms)",
-                    timeout_s * 1000
-                ),
-            ));
-        }
-
-        let step = match s.action {
-            Action::Connect => {
-                let offerer = need_str("offerer", &s.offerer)?;
-                let answerer = need_str("answerer", &s.answerer)?;
-                peer_ref("offerer", &offerer)?;
-                peer_ref("answerer", &answerer)?;
-                if offerer == answerer {
-                    return Err(c.err(
-                        &at("answerer"),
-                        format!("a peer cannot connect to itself ({offerer:?})"),
-                    ));
-                }
-                for (k, p) in [("offerer", &offerer), ("answerer", &answerer)] {
-                    if let Some(prev) = connected.get(p) {
-                        return Err(c.err(
-                            &at(k),
-                            format!(
-                                "peer {p:?} is already in the connection of step {prev}; one \
-                                 connection per peer is supported so far"
-                            ),
-                        ));
-                    }
-                }
-                match &s.data_channel {
-                    Some(label) if label.is_empty() || label.len() > 65_535 => {
-                        return Err(c.err(&at("data_channel"), "label must be 1 to 65535 bytes"));
-                    }
-                    Some(_) => {}
-                    None if s.media.as_ref().is_some_and(|m| !m.is_empty()) => {}
-                    // An offer with no data channel and no media has no m= section, so no ICE
-                    // transport: nothing could ever connect.
-                    None => {
-                        return Err(c.err(
-                            &[Seg::Key("steps"), Seg::Index(i)],
-                            "a connect step needs something to negotiate: set `data_channel` or \
-                             `media` (an offer without any m= section has no ICE transport)",
-                        ));
-                    }
-                }
-                let dirs = s.directions.clone().unwrap_or_default();
-                for k in dirs.keys() {
-                    if *k != offerer && *k != answerer {
-                        return Err(c.err(
-                            &[
-                                Seg::Key("steps"),
-                                Seg::Index(i),
-                                Seg::Key("directions"),
-                                Seg::Key(k),
-                            ],
-                            format!("{k:?} is neither the offerer nor the answerer of this step"),
-                        ));
-                    }
-                }
-                if !dirs.is_empty() && s.media.as_ref().is_none_or(|m| m.is_empty()) {
-                    return Err(c.err(&at("directions"), "directions need `media`"));
-                }
-                let directions = (
-                    dirs.get(&offerer).copied().unwrap_or_default(),
-                    dirs.get(&answerer).copied().unwrap_or_default(),
-                );
-                let connection = format!("conn{i}-{offerer}-{answerer}");
-                if s.media.as_ref().is_some_and(|m| !m.is_empty()) {
-                    with_media.insert(connection.clone());
-                }
-                connected.insert(offerer.clone(), i);
-                connected.insert(answerer.clone(), i);
-                let outcome = s.outcome.unwrap_or_default();
-                // A connection that is meant to fail carries nothing later steps could use.
-                if outcome == ConnectOutcome::Connected {
-                    connections.push((
-                        connection.clone(),
-                        offerer.clone(),
-                        answerer.clone(),
-                        s.data_channel.clone(),
-                    ));
-                }
-                Step::Connect {
-                    connection,
-                    offerer,
-                    answerer,
-                    data_channel: s.data_channel.clone(),
-                    trickle: s.trickle.unwrap_or(trickle_default),
-                    media: {
-                        let mut m = s.media.clone().unwrap_or_default();
-                        m.dedup();
-                        m
-                    },
-                    directions,
-                    outcome,
-                }
-            }
-            Action::Send => {
-                let from = need_str("from", &s.from)?;
-                let channel = need_str("channel", &s.channel)?;
-                let messages = need_u64("messages", s.messages)?;
-                let bytes = need_u64("bytes", s.bytes)?;
-                peer_ref("from", &from)?;
-                if messages == 0 || messages > MAX_MESSAGES {
-                    return Err(c.err(
-                        &at("messages"),
-                        format!("must be between 1 and {MAX_MESSAGES}, got {messages}"),
-                    ));
-                }
-                if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(&bytes) {
-                    return Err(c.err(
-                        &at("bytes"),
-                        format!(
-                            "must be between {MIN_MESSAGE_BYTES} (the sequence-number and \
-                             checksum header) and {MAX_MESSAGE_BYTES}, got {bytes}"
-                        ),
-                    ));
-                }
-                let (connection, to) = find_connection(
-                    &from,
-                    Some(&channel),
-                    "channel",
+            Some(_) => {
+                return Err(c.err(
+                    &at("timeout_ms"),
                     format!(
-                        "no earlier connect step gives peer {from:?} a data channel \
-                         {channel:?} (set `data_channel = {channel:?}` on its connect step)"
+                        "must be a whole number of ms between 1 and the scenario's timeout_s \
+                         ({timeout_s} s = {} ms)",
+                        timeout_s * 1000
                     ),
-                )?;
-                Step::Send {
-                    from,
-                    to,
-                    connection,
-                    channel,
-                    messages,
-                    bytes,
-                }
-            }
-            Action::Wait => {
-                let ms = need_u64("ms", s.ms)?;
-                if let Some(t) = s.timeout_ms
-                    && ms > t
-                {
-                    return Err(c.err(
-                        &at("ms"),
-                        format!(
-                            "waiting {ms} ms cannot finish within this step's timeout_ms = {t}"
-                        ),
-                    ));
-                }
-                if ms > timeout_s * 1000 {
-                    return Err(c.err(
-                        &at("ms"),
-                        format!("{ms} ms is longer than the scenario's timeout_s ({timeout_s} s)"),
-                    ));
-                }
-                Step::Wait { ms }
-            }
-            Action::AddTrack => {
-                let peer = need_str("peer", &s.peer)?;
-                peer_ref("peer", &peer)?;
-                let kind = s.kind.ok_or_else(|| {
-                    c.err(
-                        &[Seg::Key("steps"), Seg::Index(i)],
-                        "action \"add_track\" needs key `kind` (\"audio\" or \"video\")",
-                    )
-                })?;
-                let (connection, other) = find_connection(
-                    &peer,
-                    None,
-                    "peer",
-                    format!(
-                        "peer {peer:?} has no connection to add a track to (no earlier connect step)"
-                    ),
-                )?;
-                if !with_media.contains(&connection) {
-                    return Err(c.err(
-                        &at("peer"),
-                        "add_track needs a connection set up with `media` (its codecs are negotiated then)",
-                    ));
-                }
-                Step::AddTrack {
-                    peer,
-                    other,
-                    connection,
-                    kind,
-                }
-            }
-            Action::RestartIce => {
-                let peer = need_str("peer", &s.peer)?;
-                peer_ref("peer", &peer)?;
-                let (connection, other) = find_connection(
-                    &peer,
-                    None,
-                    "peer",
-                    format!("peer {peer:?} has no connection to restart (no earlier connect step)"),
-                )?;
-                Step::RestartIce {
-                    peer,
-                    other,
-                    connection,
-                }
-            }
-            Action::Close => {
-                let peer = need_str("peer", &s.peer)?;
-                peer_ref("peer", &peer)?;
-                if !connected.contains_key(&peer) {
-                    return Err(c.err(
-                        &at("peer"),
-                        format!(
-                            "peer {peer:?} has no connection to close (no earlier connect step)"
-                        ),
-                    ));
-                }
-                if !closed.insert(peer.clone()) {
-                    return Err(c.err(&at("peer"), format!("peer {peer:?} is already closed")));
-                }
-                Step::Close { peer }
-            }
-            Action::SetNetwork => {
-                let peer = need_str("peer", &s.peer)?;
-                peer_ref("peer", &peer)?;
-                if !in_lab {
-                    return Err(c.err(
-                        &at("action"),
-                        "set_network needs the network lab: add a [network] table",
-                    ));
-                }
-                let loss_pct = s.loss_pct.ok_or_else(|| {
-                    c.err(
-                        &[Seg::Key("steps"), Seg::Index(i)],
-                        "action \"set_network\" needs key `loss_pct`",
-                    )
-                })?;
-                if loss_pct > 100 {
-                    return Err(c.err(&at("loss_pct"), "must be between 0 and 100"));
-                }
-                Step::SetNetwork { peer, loss_pct }
+                ));
             }
         };
+        let mut cx = BuildCx {
+            checker: c,
+            index: i,
+            action: kind.action,
+            peers,
+            timeout_s,
+            timeout_ms,
+            trickle_default,
+            in_lab,
+            connections: &mut connections,
+            closed: &mut closed,
+        };
+        let step = (kind.build)(&mut cx, table)?;
         out.push(StepPlan {
             step,
-            timeout: s.timeout_ms.map(Duration::from_millis),
+            timeout: timeout_ms.map(Duration::from_millis),
         });
     }
-    Ok(out)
+    Ok((out, connections))
 }
 
 fn check_expectations(
     c: &Checker<'_>,
     raw: &[ExpectEntry],
     ids: &[&str],
+    connections: &[ConnectionPlan],
 ) -> Result<Vec<Expectation>, ScenarioError> {
     let mut out = Vec::new();
     for (i, e) in raw.iter().enumerate() {
@@ -1013,6 +665,46 @@ fn check_expectations(
                 format!("unknown peer id {:?} (peers: {})", e.peer, ids.join(", ")),
             ));
         }
+        let mine: Vec<&str> = connections
+            .iter()
+            .filter(|k| k.has(&e.peer))
+            .map(|k| k.id.as_str())
+            .collect();
+        let connection = match (&e.connection, mine.as_slice()) {
+            (Some(want), _) if mine.contains(&want.as_str()) => Some(want.clone()),
+            (Some(want), []) => {
+                return Err(c.err(
+                    &at("connection"),
+                    format!(
+                        "peer {:?} is in no connection (no connect step names it), so not in {want:?}",
+                        e.peer
+                    ),
+                ));
+            }
+            (Some(want), _) => {
+                return Err(c.err(
+                    &at("connection"),
+                    format!(
+                        "peer {:?} is not in connection {want:?} (its connections: {})",
+                        e.peer,
+                        mine.join(", ")
+                    ),
+                ));
+            }
+            (None, []) => None,
+            (None, [only]) => Some(only.to_string()),
+            (None, several) => {
+                return Err(c.err(
+                    &[Seg::Key("expect"), Seg::Index(i)],
+                    format!(
+                        "peer {:?} is in {} connections ({}): name one with `connection`",
+                        e.peer,
+                        several.len(),
+                        several.join(", ")
+                    ),
+                ));
+            }
+        };
         let mut sequences = Vec::new();
         for (machine, seq) in [
             (StateMachine::Connection, &e.connection_state),
@@ -1128,6 +820,7 @@ fn check_expectations(
             candidate_types_gathered: gathered,
             selected_pair: selected,
             peer: e.peer.clone(),
+            connection,
             sequences,
             never,
             received_messages: e.received_messages,

@@ -533,6 +533,10 @@ impl Peer for BrowserPeer {
         self.control.command(cmd).await.map(|_| ())
     }
 
+    async fn flush(&self) -> Result<(), PeerError> {
+        self.control.flush().await
+    }
+
     async fn send(&self, req: &SendRequest) -> Result<(), PeerError> {
         let mut cmd = serde_json::to_value(req).map_err(PeerError::failed)?;
         cmd["cmd"] = json!("send");
@@ -774,6 +778,17 @@ impl Control {
             tracing::warn!("getUserMedia in the peer page: {}", hello["media"]);
         }
         Ok(())
+    }
+
+    /// One ping round trip: the socket is ordered and the reader hands each event to the sink
+    /// before it reads the next message, so once the pong is back every event the page sent
+    /// before it is on the event channel.
+    async fn flush(&self) -> Result<(), PeerError> {
+        let rx = self.request(json!({"type": "ping"}));
+        rx.await
+            .map_err(|_| PeerError::failed("flush: peer page went away"))?
+            .map_err(PeerError::failed)
+            .map(|_| ())
     }
 
     /// Ping-pong a few times and estimate the page clock's offset (see [`crate::clock`]).

@@ -1,0 +1,374 @@
+//! What one run holds: the set-up (lab, TURN server, peers) behind a guard that tears it down in
+//! order, and the context every step runs in.
+
+use super::error::{SetupError, StepError};
+use super::{Engine, LAUNCH_DEADLINE, StatsSample};
+use crate::clock::Clock;
+use crate::lab::Lab;
+use crate::peer::{EventSink, Peer, PeerError, PeerInfo, RawEvent};
+use crate::scenario::{IcePolicy, IceServerEntry, Plan};
+use crate::timeline::{Event, EventKind, Timeline};
+use crate::turn::EmbeddedTurn;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+const STATS_DEADLINE: Duration = Duration::from_secs(2);
+
+/// One started peer.
+pub(crate) struct Running {
+    pub id: String,
+    pub peer: Box<dyn Peer>,
+}
+
+/// The ICE configuration every connect step hands its peers.
+#[derive(Debug, Clone, Default)]
+pub struct RunIce {
+    /// `RTCConfiguration.iceServers`: the file's, plus the embedded STUN/TURN server's.
+    pub servers: Vec<IceServerEntry>,
+    /// `RTCConfiguration.iceTransportPolicy`.
+    pub policy: IcePolicy,
+}
+
+/// Everything a run set up. Dropping it releases everything in order (peers, then the TURN
+/// server, then the lab: the fields' order); [`RunSetup::teardown`] does the same, waiting for
+/// each peer to shut down cleanly first.
+pub(crate) struct RunSetup {
+    pub peers: Vec<Running>,
+    pub ice: RunIce,
+    pub turn: Option<EmbeddedTurn>,
+    pub lab: Option<Lab>,
+}
+
+/// A set-up that failed part-way, and what it had learnt.
+pub(crate) struct SetupFailed {
+    pub error: SetupError,
+    pub peers: Vec<PeerInfo>,
+    pub turn_log: Option<String>,
+}
+
+impl RunSetup {
+    /// The lab first (the TURN server and the peers are placed in it), then the TURN server,
+    /// then every peer at once, each under [`LAUNCH_DEADLINE`]. A failure tears down what was
+    /// started before returning.
+    pub async fn start(
+        engine: &Engine,
+        plan: &Plan,
+        tx: &mpsc::UnboundedSender<RawEvent>,
+    ) -> Result<RunSetup, SetupFailed> {
+        let fail = |error, setup: &RunSetup| SetupFailed {
+            error,
+            peers: setup.peers.iter().map(|p| p.peer.info()).collect(),
+            turn_log: setup.turn.as_ref().map(|t| t.log().display().to_string()),
+        };
+        let mut setup = RunSetup {
+            peers: Vec::new(),
+            ice: RunIce {
+                servers: plan.ice.servers.clone(),
+                policy: plan.ice.policy,
+            },
+            turn: None,
+            lab: None,
+        };
+        if let Some(n) = &plan.network {
+            match Lab::create(n).await {
+                Ok(l) => setup.lab = Some(l),
+                Err(e) => return Err(fail(e.into(), &setup)),
+            }
+        }
+        if plan.ice.needs_coturn() {
+            let server = setup.lab.as_ref().map(Lab::server);
+            let label = plan
+                .source
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match EmbeddedTurn::start(&engine.log_dir, &label, server.as_ref()).await {
+                Ok(t) => {
+                    if plan.ice.embedded_stun {
+                        setup.ice.servers.push(t.stun_server());
+                    }
+                    if let Some(p) = &plan.ice.embedded_turn {
+                        setup.ice.servers.push(t.ice_server(p));
+                    }
+                    setup.turn = Some(t);
+                }
+                Err(e) => {
+                    let f = fail(SetupError::Turn(e), &setup);
+                    setup.teardown().await;
+                    return Err(f);
+                }
+            }
+        }
+        let launches = plan.peers.iter().map(|p| {
+            let sink = EventSink::new(engine.clock, p.id.clone(), tx.clone());
+            let launcher = engine.launchers.get(p.kind).cloned();
+            let host = setup.lab.as_ref().and_then(|l| l.host(&p.id));
+            async move {
+                let launcher = launcher.ok_or_else(|| {
+                    PeerError::failed(format!("no launcher for kind {:?}", p.kind.as_str()))
+                })?;
+                tokio::time::timeout(LAUNCH_DEADLINE, launcher.launch(p, sink, host.as_ref()))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(PeerError::Timeout(format!("starting peer {:?}", p.id)))
+                    })
+            }
+        });
+        let launched = futures::future::join_all(launches).await;
+        let mut error = None;
+        for (p, r) in plan.peers.iter().zip(launched) {
+            match r {
+                Ok(peer) => setup.peers.push(Running {
+                    id: p.id.clone(),
+                    peer,
+                }),
+                Err(source) => {
+                    error.get_or_insert(SetupError::Launch {
+                        peer: p.id.clone(),
+                        kind: p.kind.as_str().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        match error {
+            None => Ok(setup),
+            Some(e) => {
+                let f = fail(e, &setup);
+                setup.teardown().await;
+                Err(f)
+            }
+        }
+    }
+
+    /// Shuts every peer down (each under a deadline, all at once), then stops the TURN server,
+    /// then removes the lab.
+    pub async fn teardown(mut self) {
+        let all = self.peers.iter().map(|p| async move {
+            if tokio::time::timeout(SHUTDOWN_DEADLINE, p.peer.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "peer {} did not shut down within {SHUTDOWN_DEADLINE:?}",
+                    p.id
+                );
+            }
+        });
+        futures::future::join_all(all).await;
+        self.peers.clear();
+        if let Some(t) = &mut self.turn {
+            t.stop();
+        }
+        self.turn = None;
+        self.lab = None;
+    }
+
+    /// What the embedded TURN server logged as errors (wrong credentials show as 401), if any.
+    pub fn turn_errors(&self) -> String {
+        let Some(t) = &self.turn else {
+            return String::new();
+        };
+        let lines = t.error_lines(3);
+        if lines.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "\n  TURN server ({}) reported: {}",
+                t.log().display(),
+                lines.join(" | ")
+            )
+        }
+    }
+}
+
+/// A step's deadline and how to name it in a diagnosis.
+#[derive(Debug, Clone)]
+pub struct Deadline {
+    /// When it passes.
+    pub at: Instant,
+    /// Its name, e.g. `its timeout_ms = 150`.
+    pub what: String,
+}
+
+/// What a step runs in: the run's peers, timeline, clock, ICE configuration and lab, and the
+/// step's deadline.
+pub struct RunCx<'a> {
+    pub(crate) setup: &'a RunSetup,
+    pub(crate) timeline: &'a mut Timeline,
+    pub(crate) events: &'a mut mpsc::UnboundedReceiver<RawEvent>,
+    pub(crate) clock: Clock,
+    pub(crate) origin: f64,
+    pub(crate) deadline: Deadline,
+    pub(crate) signaling_url: &'a str,
+    pub(crate) serial: u64,
+    pub(crate) sampler: &'a mut Sampler,
+}
+
+impl RunCx<'_> {
+    /// A peer by id.
+    pub fn peer(&self, id: &str) -> Result<&dyn Peer, StepError> {
+        self.setup
+            .peers
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| p.peer.as_ref())
+            .ok_or_else(|| StepError::Impossible(format!("no peer {id:?}")))
+    }
+
+    /// The timeline so far.
+    pub fn timeline(&self) -> &Timeline {
+        self.timeline
+    }
+
+    /// Now, in ms on the timeline.
+    pub fn now_ms(&self) -> f64 {
+        self.clock.now_unix_ms() - self.origin
+    }
+
+    /// Puts an event observed by the harness itself on the timeline, stamped now.
+    pub fn record(&mut self, peer: &str, connection: &str, event: EventKind) {
+        let t_ms = self.now_ms();
+        self.timeline.push(Event {
+            t_ms,
+            peer: peer.to_string(),
+            connection: connection.to_string(),
+            event,
+        });
+    }
+
+    /// The step's deadline.
+    pub fn deadline(&self) -> &Deadline {
+        &self.deadline
+    }
+
+    /// The ICE configuration for connect steps.
+    pub fn ice(&self) -> &RunIce {
+        &self.setup.ice
+    }
+
+    /// The network lab, when the scenario has one.
+    pub fn lab(&self) -> Option<&Lab> {
+        self.setup.lab.as_ref()
+    }
+
+    /// The signaling server's WebSocket URL.
+    pub fn signaling_url(&self) -> &str {
+        self.signaling_url
+    }
+
+    /// The signaling room of a connection in this run (unique across runs of one engine).
+    pub fn room(&self, connection: &str) -> String {
+        format!("{connection}-run{}", self.serial)
+    }
+
+    /// Awaits a peer command under the step's deadline; `what` names it in errors.
+    pub async fn bounded<T>(
+        &self,
+        what: impl Into<String>,
+        fut: impl std::future::Future<Output = Result<T, PeerError>>,
+    ) -> Result<T, StepError> {
+        match tokio::time::timeout_at(self.deadline.at, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(source)) => Err(StepError::Peer {
+                what: what.into(),
+                source,
+            }),
+            Err(_) => Err(StepError::CommandDeadline {
+                what: what.into(),
+                limit: self.deadline.what.clone(),
+            }),
+        }
+    }
+
+    /// Sleeps until `until`, taking interval stats samples when they fall due.
+    pub async fn sleep_until(&mut self, until: Instant) {
+        loop {
+            let wake = self.sampler.next.map_or(until, |n| n.min(until));
+            tokio::time::sleep_until(wake).await;
+            if Instant::now() >= until {
+                return;
+            }
+            self.sample_interval().await;
+        }
+    }
+
+    /// Moves every event that has arrived onto the timeline.
+    pub(crate) fn drain(&mut self) {
+        while let Ok(ev) = self.events.try_recv() {
+            self.timeline.push(place(ev, self.origin));
+        }
+    }
+
+    pub(crate) async fn sample_interval(&mut self) {
+        let step = self.sampler.step;
+        self.sample(step, "interval").await;
+    }
+
+    /// One stats sample of every live connection of every peer.
+    pub(crate) async fn sample(&mut self, step: usize, reason: &'static str) {
+        self.sampler.step = step;
+        self.sampler.next = self.sampler.interval.map(|i| Instant::now() + i);
+        for p in &self.setup.peers {
+            // The peer's connections that exist and were not closed.
+            let mut conns: Vec<&str> = self
+                .timeline
+                .of_peer(&p.id)
+                .map(|e| e.connection.as_str())
+                .filter(|c| !c.is_empty())
+                .collect();
+            conns.sort();
+            conns.dedup();
+            for c in conns {
+                let closed = self
+                    .timeline
+                    .of_peer(&p.id)
+                    .any(|e| e.connection == c && matches!(e.event, EventKind::Closed));
+                if closed {
+                    continue;
+                }
+                if let Ok(Ok(stats)) = tokio::time::timeout(STATS_DEADLINE, p.peer.stats(c)).await {
+                    self.sampler.samples.push(StatsSample {
+                        t_ms: self.clock.now_unix_ms() - self.origin,
+                        peer: p.id.clone(),
+                        connection: c.to_string(),
+                        step,
+                        reason,
+                        stats,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// When stats samples fall due, and the samples taken.
+pub(crate) struct Sampler {
+    pub interval: Option<Duration>,
+    pub next: Option<Instant>,
+    pub step: usize,
+    pub samples: Vec<StatsSample>,
+}
+
+impl Sampler {
+    pub fn new(interval: Option<Duration>) -> Self {
+        Self {
+            interval,
+            next: interval.map(|i| Instant::now() + i),
+            step: 0,
+            samples: Vec::new(),
+        }
+    }
+}
+
+/// An event as reported, placed on the run's timeline.
+pub(crate) fn place(ev: RawEvent, origin: f64) -> Event {
+    Event {
+        t_ms: ev.unix_ms - origin,
+        peer: ev.peer,
+        connection: ev.connection,
+        event: ev.event,
+    }
+}

@@ -1,0 +1,222 @@
+//! The verdict of a run, from what it observed (pure): every expectation checked, the first
+//! failure as the reason, and a must-fail scenario's expected failure turned into a pass.
+
+use super::{StatsSample, Verdict};
+use crate::metrics::PeerMetrics;
+use crate::peer::media::MediaCounters;
+use crate::scenario::Plan;
+use crate::timeline::Timeline;
+use crate::verdict::{self, Failure};
+use std::collections::BTreeMap;
+
+/// What a run observed, as the judge sees it.
+pub struct Observed<'a> {
+    /// The failed step's error text, if a step failed.
+    pub step_error: Option<String>,
+    /// Every event that happened while the steps ran.
+    pub timeline: &'a Timeline,
+    /// Metrics by peer id.
+    pub metrics: &'a BTreeMap<String, PeerMetrics>,
+    /// Media received by peer id.
+    pub media: &'a BTreeMap<String, MediaCounters>,
+    /// Every stats sample.
+    pub stats: &'a [StatsSample],
+}
+
+/// The judge's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    /// Pass or fail.
+    pub verdict: Verdict,
+    /// The first failure (or, for an expected failure, what it failed with).
+    pub reason: Option<String>,
+    /// Every unmet expectation.
+    pub failures: Vec<Failure>,
+}
+
+/// Checks every expectation of `plan` against what was observed, then applies the plan's
+/// `expected_failure`: a run that fails with a diagnostic containing it passes, any other
+/// outcome fails and says why.
+pub fn judge(plan: &Plan, seen: &Observed<'_>) -> Judgement {
+    let mut failures = Vec::new();
+    for exp in &plan.expectations {
+        let m = seen.metrics.get(&exp.peer).cloned().unwrap_or_default();
+        let last = seen
+            .stats
+            .iter()
+            .rev()
+            .find(|s| s.peer == exp.peer && exp.connection.as_deref() == Some(&s.connection))
+            .map(|s| s.stats.as_slice());
+        failures.extend(verdict::check(
+            exp,
+            seen.timeline,
+            &m,
+            seen.media.get(&exp.peer),
+            last,
+        ));
+    }
+    let failed = seen.step_error.is_some() || !failures.is_empty();
+    let reason = seen
+        .step_error
+        .clone()
+        .or_else(|| failures.first().map(|f| f.to_string()));
+    let verdict = if failed { Verdict::Fail } else { Verdict::Pass };
+    let Some(want) = &plan.expected_failure else {
+        return Judgement {
+            verdict,
+            reason,
+            failures,
+        };
+    };
+    let mut diag = reason.clone().unwrap_or_default();
+    for f in &failures {
+        diag.push('\n');
+        diag.push_str(&f.to_string());
+    }
+    let (verdict, reason) = match verdict {
+        Verdict::Fail if diag.contains(want.as_str()) => (
+            Verdict::Pass,
+            format!("failed as expected: {}", first_line_with(&diag, want)),
+        ),
+        Verdict::Fail => (
+            Verdict::Fail,
+            format!("expected a failure containing {want:?}, but it failed with: {diag}"),
+        ),
+        _ => (
+            Verdict::Fail,
+            format!("expected a failure containing {want:?}, but the scenario passed"),
+        ),
+    };
+    Judgement {
+        verdict,
+        reason: Some(reason),
+        failures,
+    }
+}
+
+fn first_line_with<'a>(text: &'a str, needle: &str) -> &'a str {
+    text.lines().find(|l| l.contains(needle)).unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeline::{Event, EventKind, StateMachine};
+
+    const SCENARIO: &str = r#"
+name = "j"
+[[peers]]
+id = "a"
+kind = "bot"
+[[peers]]
+id = "b"
+kind = "bot"
+[[steps]]
+action = "connect"
+offerer = "a"
+answerer = "b"
+data_channel = "x"
+[[expect]]
+peer = "b"
+connection_state = ["new", "connecting", "connected"]
+"#;
+
+    fn plan(extra: &str) -> Plan {
+        let text = format!("{extra}\n{SCENARIO}");
+        crate::scenario::parse(std::path::Path::new("j.toml"), &text).unwrap()
+    }
+
+    fn timeline(states: &[&str]) -> Timeline {
+        let mut t = Timeline::new();
+        for (i, s) in states.iter().enumerate() {
+            t.push(Event {
+                t_ms: i as f64,
+                peer: "b".into(),
+                connection: "a~b".into(),
+                event: EventKind::State {
+                    machine: StateMachine::Connection,
+                    state: s.to_string(),
+                },
+            });
+        }
+        t
+    }
+
+    fn judge_with(plan: &Plan, t: &Timeline, step_error: Option<&str>) -> Judgement {
+        judge(
+            plan,
+            &Observed {
+                step_error: step_error.map(String::from),
+                timeline: t,
+                metrics: &BTreeMap::new(),
+                media: &BTreeMap::new(),
+                stats: &[],
+            },
+        )
+    }
+
+    #[test]
+    fn expectations_met_pass_and_unmet_ones_fail_with_the_first_as_reason() {
+        let p = plan("");
+        let ok = judge_with(&p, &timeline(&["new", "connecting", "connected"]), None);
+        assert_eq!(ok.verdict, Verdict::Pass);
+        assert_eq!(ok.reason, None);
+        let bad = judge_with(&p, &timeline(&["new", "connecting", "failed"]), None);
+        assert_eq!(bad.verdict, Verdict::Fail);
+        assert_eq!(bad.failures.len(), 1);
+        assert_eq!(
+            bad.reason.as_deref(),
+            Some(
+                "peer b: connection_state: expected [new, connecting, connected], observed [new, \
+                 connecting, failed]"
+            )
+        );
+    }
+
+    #[test]
+    fn a_step_error_is_the_reason_even_when_expectations_also_fail() {
+        let p = plan("");
+        let j = judge_with(
+            &p,
+            &timeline(&["new"]),
+            Some("step 1 (connect a -> b) failed: x"),
+        );
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert_eq!(
+            j.reason.as_deref(),
+            Some("step 1 (connect a -> b) failed: x")
+        );
+        assert_eq!(j.failures.len(), 1);
+    }
+
+    #[test]
+    fn an_expected_failure_passes_only_when_it_fails_that_way() {
+        let p = plan("expected_failure = \"observed [new, connecting, failed]\"");
+        let as_expected = judge_with(&p, &timeline(&["new", "connecting", "failed"]), None);
+        assert_eq!(as_expected.verdict, Verdict::Pass);
+        assert!(
+            as_expected
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("failed as expected: peer b: connection_state")),
+            "{as_expected:?}"
+        );
+        let otherwise = judge_with(&p, &timeline(&["new"]), None);
+        assert_eq!(otherwise.verdict, Verdict::Fail);
+        assert!(
+            otherwise
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("but it failed with: peer b")),
+            "{otherwise:?}"
+        );
+        let passed = judge_with(&p, &timeline(&["new", "connecting", "connected"]), None);
+        assert_eq!(passed.verdict, Verdict::Fail);
+        assert!(
+            passed
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.ends_with("but the scenario passed"))
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! Step kinds: one module per `action`, each holding everything about its kind.
+//!
+//! A kind's module gives, in one place:
+//! - its **file shape**: a `serde` + `schemars` struct of the keys a `[[steps]]` table of that
+//!   action takes (besides `action` and `timeout_ms`, which every step has), and the checks
+//!   against the plan so far, with located errors ([`BuildCx`]);
+//! - how it **starts** ([`Step::start`]: the commands it gives peers), and what **completes** it:
+//!   a [`Watch`] whose [`Watch::progress`] is a pure function of the timeline;
+//! - what it is **waiting for** when its deadline passes ([`Watch::waiting_for`]), which peers a
+//!   diagnosis shows ([`Step::endpoints`]), and its one-line **description** for the progress line.
+//!
+//! Adding a kind is its module plus one line in [`KINDS`]. The engine never matches on kinds.
+
+mod add_track;
+mod close;
+mod connect;
+mod mark;
+mod restart_ice;
+mod send;
+mod set_network;
+mod wait;
+
+pub use connect::Connect;
+pub use send::{MAX_MESSAGE_BYTES, MAX_MESSAGES, MIN_MESSAGE_BYTES, SendMessages};
+
+use super::context::RunCx;
+use super::error::StepError;
+use crate::scenario::{Checker, ConnectionPlan, PeerPlan, ScenarioError, Seg};
+use crate::timeline::{Endpoint, Timeline};
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// A kind's check of one `[[steps]]` table: the step, or a located error.
+pub type BuildFn = fn(&mut BuildCx<'_>, toml::Table) -> Result<Arc<dyn Step>, ScenarioError>;
+
+/// One registered step kind.
+pub struct Kind {
+    /// The `action` value that selects it.
+    pub action: &'static str,
+    /// One line on what it does (shown in the JSON Schema).
+    pub summary: &'static str,
+    /// Checks a `[[steps]]` table (without `action` and `timeout_ms`) against the plan so far.
+    pub build: BuildFn,
+    /// The JSON Schema of the table's own keys.
+    pub schema: fn() -> schemars::Schema,
+}
+
+/// Every step kind, in the order the README documents them. Registering a kind is one line.
+pub const KINDS: &[Kind] = &[
+    connect::KIND,
+    send::KIND,
+    wait::KIND,
+    close::KIND,
+    restart_ice::KIND,
+    add_track::KIND,
+    set_network::KIND,
+    mark::KIND,
+];
+
+/// The kind for an `action` value.
+pub fn kind(action: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.action == action)
+}
+
+/// Where a step stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// Finished.
+    Done,
+    /// Not yet.
+    Waiting,
+    /// Cannot finish any more.
+    Failed(String),
+}
+
+/// A step of a plan: built from the file once, run once per repetition.
+#[async_trait]
+pub trait Step: std::fmt::Debug + std::any::Any + std::marker::Send + Sync {
+    /// One-line description for the progress line and diagnoses.
+    fn describe(&self) -> String;
+    /// The endpoints (peer, connection) a diagnosis of this step shows.
+    fn endpoints(&self) -> Vec<Endpoint<'_>>;
+    /// Gives the peers their commands and returns what decides completion. The timeline in `cx`
+    /// is still as it was when the step began (events that arrive meanwhile are queued).
+    async fn start(&self, cx: &mut RunCx<'_>) -> Result<Box<dyn Watch>, StepError>;
+    /// Whether interval stats samples may be taken while the step waits (a connect step says
+    /// no: getStats on a browser's main thread would disturb the setup it times).
+    fn samples_while_waiting(&self) -> bool {
+        true
+    }
+    /// Runs once the step is done (a connect step records the selected candidate pairs).
+    async fn finish(&self, _cx: &mut RunCx<'_>) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
+/// Decides, from the timeline alone, whether a started step is done (pure).
+pub trait Watch: std::marker::Send {
+    /// Where the step stands.
+    fn progress(&self, timeline: &Timeline) -> Progress;
+    /// What it still waits for, for the diagnosis when the deadline passes.
+    fn waiting_for(&self, timeline: &Timeline) -> String;
+}
+
+/// A step that is done as soon as it has started (its command returned).
+pub struct Immediate;
+
+impl Watch for Immediate {
+    fn progress(&self, _: &Timeline) -> Progress {
+        Progress::Done
+    }
+    fn waiting_for(&self, _: &Timeline) -> String {
+        "the step's command to finish".into()
+    }
+}
+
+/// What a kind's `build` sees: the file's location service, the step's index, and the plan so far.
+pub struct BuildCx<'a> {
+    pub(crate) checker: &'a Checker<'a>,
+    /// Index of the step in `[[steps]]`.
+    pub index: usize,
+    /// Its action.
+    pub action: &'static str,
+    /// The scenario's peers.
+    pub peers: &'a [PeerPlan],
+    /// The scenario's `timeout_s`.
+    pub timeout_s: u64,
+    /// The step's own `timeout_ms`, if set.
+    pub timeout_ms: Option<u64>,
+    /// The `[ice] trickle` default.
+    pub trickle_default: bool,
+    /// Whether the scenario uses the network lab.
+    pub in_lab: bool,
+    /// Connections made by earlier steps (a connect step adds its own).
+    pub connections: &'a mut Vec<ConnectionPlan>,
+    /// Peers closed by earlier steps.
+    pub closed: &'a mut HashSet<String>,
+}
+
+impl BuildCx<'_> {
+    /// A located error at `key` inside this step (`""`: the step table itself; nested keys as
+    /// `directions.bot` or `media[1]`).
+    pub fn err(&self, key: &str, message: impl Into<String>) -> ScenarioError {
+        let mut segs = vec![Seg::Key("steps"), Seg::Index(self.index)];
+        for part in key.split('.').filter(|p| !p.is_empty()) {
+            let (name, rest) = part.split_once('[').unwrap_or((part, ""));
+            if !name.is_empty() {
+                segs.push(Seg::Key(name));
+            }
+            for idx in rest.split('[') {
+                if let Ok(n) = idx.trim_end_matches(']').parse() {
+                    segs.push(Seg::Index(n));
+                }
+            }
+        }
+        self.checker.err(&segs, message)
+    }
+
+    /// Deserializes the step's table into its kind's shape: unknown keys, missing keys and wrong
+    /// types become located errors that name the action.
+    pub fn parse<T: DeserializeOwned + JsonSchema>(
+        &self,
+        table: toml::Table,
+    ) -> Result<T, ScenarioError> {
+        let takes = keys_of::<T>();
+        if let Some(k) = table.keys().find(|k| !takes.contains(k)) {
+            let mut all = takes.clone();
+            all.push("timeout_ms".into());
+            return Err(self.err(
+                k,
+                format!(
+                    "key `{k}` is not used by action {:?} (it takes: {})",
+                    self.action,
+                    all.join(", ")
+                ),
+            ));
+        }
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            let message = e.inner().message().trim().to_string();
+            match message.strip_prefix("missing field `") {
+                Some(rest) => {
+                    let key = rest.split('`').next().unwrap_or(rest);
+                    self.err(&path, format!("action {:?} needs key `{key}`", self.action))
+                }
+                None => self.err(&path, message),
+            }
+        })
+    }
+
+    /// Checks that `id` (the value of `key`) names a peer.
+    pub fn peer(&self, key: &str, id: &str) -> Result<(), ScenarioError> {
+        if self.peers.iter().any(|p| p.id == id) {
+            Ok(())
+        } else {
+            let ids: Vec<&str> = self.peers.iter().map(|p| p.id.as_str()).collect();
+            Err(self.err(
+                key,
+                format!("unknown peer id {id:?} (peers: {})", ids.join(", ")),
+            ))
+        }
+    }
+
+    /// The live connection `peer` is in (optionally the one carrying data channel `channel`),
+    /// checking that neither of its peers was closed; `missing` is the error when there is none.
+    pub fn connection_of(
+        &self,
+        peer: &str,
+        channel: Option<&str>,
+        key: &str,
+        missing: String,
+    ) -> Result<ConnectionPlan, ScenarioError> {
+        let Some(found) = self.connections.iter().find(|c| {
+            c.expect_connected
+                && c.has(peer)
+                && channel.is_none_or(|ch| c.data_channel.as_deref() == Some(ch))
+        }) else {
+            return Err(self.err(key, missing));
+        };
+        for p in [found.offerer.as_str(), found.answerer.as_str()] {
+            if self.closed.contains(p) {
+                return Err(self.err(key, format!("peer {p:?} was closed by an earlier step")));
+            }
+        }
+        Ok(found.clone())
+    }
+}
+
+/// The keys (properties) of a table shape, from its JSON Schema: the one list both the checks
+/// and the published schema use.
+pub fn keys_of<T: JsonSchema>() -> Vec<String> {
+    let schema = schemars::SchemaGenerator::default().into_root_schema_for::<T>();
+    schema
+        .get("properties")
+        .and_then(|p| p.as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The JSON Schema of a table shape (for [`Kind::schema`]).
+pub fn schema_of<T: JsonSchema>() -> schemars::Schema {
+    schemars::SchemaGenerator::default().into_root_schema_for::<T>()
+}
