@@ -5,11 +5,15 @@
 //! multicast route that a private network namespace does not have, and host candidates are
 //! plain IPs anyway. In the network lab a bot binds its lab address, and webrtc-rs runs on a
 //! runtime whose thread is inside the peer's namespace (see [`crate::lab::netns`]); its
-//! signaling connection stays in the harness's namespace. The ICE timers of the scenario's peer table map onto webrtc-rs's
+//! signaling connection stays in the harness's namespace. A bot negotiates through the
+//! [`super::signaling`] traits only: `rtc-signaling` at the request's `signaling_url` unless
+//! its launcher was given another connector ([`BotLauncher::with_signaling`]). The ICE timers of the scenario's peer table map onto webrtc-rs's
 //! `SettingEngine`; unset ones keep the webrtc-rs defaults.
 
 use super::media::{self, MediaCounters};
-use super::signaling_client::SignalingClient;
+use super::signaling::{
+    self, IceCandidateInit, Outgoing, Signal, SignalingConnector, SignalingEvent, SignalingSession,
+};
 use super::{
     ConnectRequest, EventSink, Launcher, Peer, PeerError, PeerInfo, Role, SendRequest,
     candidate_type,
@@ -19,7 +23,6 @@ use crate::scenario::{BotTimers, PeerPlan};
 use crate::timeline::{EventKind, StateMachine};
 use async_trait::async_trait;
 use rtc::ice::mdns::MulticastDnsMode;
-use rtc_signaling::protocol::{ClientMessage, ServerMessage};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -42,15 +45,36 @@ pub const WEBRTC_RS_VERSION: &str = "0.21.1";
 const GATHERING_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Starts bots.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BotLauncher {
     bind_ip: IpAddr,
+    /// Overrides the connector chosen from each request ([`signaling::connector_for`]).
+    signaling: Option<Arc<dyn SignalingConnector>>,
+}
+
+impl std::fmt::Debug for BotLauncher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BotLauncher")
+            .field("bind_ip", &self.bind_ip)
+            .field("signaling", &self.signaling.as_ref().map(|_| "custom"))
+            .finish()
+    }
 }
 
 impl BotLauncher {
     /// Bots binding their UDP sockets to `bind_ip`.
     pub fn new(bind_ip: IpAddr) -> Self {
-        Self { bind_ip }
+        Self {
+            bind_ip,
+            signaling: None,
+        }
+    }
+
+    /// Bots that join every room through `connector` instead of the one each
+    /// [`ConnectRequest`] names (its `signaling_url` is then ignored).
+    pub fn with_signaling(mut self, connector: Arc<dyn SignalingConnector>) -> Self {
+        self.signaling = Some(connector);
+        self
     }
 }
 
@@ -88,6 +112,7 @@ impl Launcher for BotLauncher {
             bind_ip,
             runtime,
             sink,
+            signaling: self.signaling.clone(),
             connections: Mutex::new(HashMap::new()),
         }))
     }
@@ -100,6 +125,8 @@ struct Bot {
     /// The lab namespace's runtime (webrtc-rs binds its sockets on it), if in the lab.
     runtime: Option<Arc<dyn webrtc::runtime::Runtime>>,
     sink: EventSink,
+    /// The launcher's connector override, if any.
+    signaling: Option<Arc<dyn SignalingConnector>>,
     connections: Mutex<HashMap<String, Arc<BotConnection>>>,
 }
 
@@ -431,13 +458,14 @@ impl Peer for Bot {
             )));
         }
 
-        let client = SignalingClient::connect(&req.signaling_url).await?;
-        client.send(ClientMessage::Join {
-            room: req.room.clone(),
-        });
+        let session = match &self.signaling {
+            Some(connector) => connector.join(&req.room).await,
+            None => signaling::connector_for(req).join(&req.room).await,
+        }
+        .map_err(PeerError::failed)?;
         add_task(tokio::spawn(negotiate(
             pc.clone(),
-            client,
+            session,
             cand_rx,
             gathered_rx,
             renegotiate_rx,
@@ -635,10 +663,11 @@ impl Bot {
     }
 }
 
-/// The offer/answer exchange of one connection, driven by signaling messages.
+/// The offer/answer exchange of one connection, driven by signaling events. It sees only the
+/// [`signaling`] traits, never a protocol's own messages.
 async fn negotiate(
     pc: Arc<dyn PeerConnection>,
-    mut client: SignalingClient,
+    mut session: Box<dyn SignalingSession>,
     mut local_candidates: mpsc::UnboundedReceiver<Option<RTCIceCandidateInit>>,
     gathered: watch::Receiver<bool>,
     mut renegotiations: mpsc::UnboundedReceiver<(
@@ -673,8 +702,8 @@ async fn negotiate(
                 let r = match prepared {
                     Ok(()) => {
                         sink.emit(&conn, EventKind::CreateOffer);
-                        local_sdp(&pc, true, req.trickle, gathered.clone()).await.map(|sdp| {
-                            client.send(ClientMessage::Offer { sdp, to: None });
+                        local_sdp(&pc, true, req.trickle, gathered.clone()).await.and_then(|sdp| {
+                            send(&mut *session, Signal::Offer { sdp })
                         })
                     }
                     Err(e) => Err(e),
@@ -684,27 +713,28 @@ async fn negotiate(
             local = local_candidates.recv() => {
                 let Some(local) = local else { continue };
                 if req.trickle {
-                    let candidate = local.and_then(|c| serde_json::to_value(c).ok());
-                    client.send(ClientMessage::Candidate { candidate, to: None });
+                    let signal = match local {
+                        Some(c) => Signal::Candidate(neutral_candidate(c)),
+                        None => Signal::EndOfCandidates,
+                    };
+                    if let Err(e) = send(&mut *session, signal) {
+                        report(e);
+                    }
                 }
             }
-            msg = client.incoming.recv() => {
-                let Some(msg) = msg else {
-                    report("the signaling connection closed".into());
+            event = session.recv() => {
+                let Some(event) = event else {
+                    report(signaling::SignalingError::Closed.to_string());
                     return;
                 };
-                let msg = match msg {
-                    Ok(m) => m,
-                    Err(e) => { report(e); continue; }
-                };
-                let result = match msg {
-                    ServerMessage::Ready { .. } if req.role == Role::Offerer => {
+                let result = match event {
+                    SignalingEvent::Ready { .. } if req.role == Role::Offerer => {
                         sink.emit(&conn, EventKind::CreateOffer);
-                        local_sdp(&pc, true, req.trickle, gathered.clone()).await.map(|sdp| {
-                            client.send(ClientMessage::Offer { sdp, to: None });
+                        local_sdp(&pc, true, req.trickle, gathered.clone()).await.and_then(|sdp| {
+                            send(&mut *session, Signal::Offer { sdp })
                         })
                     }
-                    ServerMessage::Offer { sdp, .. } => {
+                    SignalingEvent::Signal { signal: Signal::Offer { sdp }, .. } => {
                         match apply_remote(&pc, RTCSessionDescription::offer(sdp)).await {
                             Ok(()) => {
                                 sink.emit(&conn, EventKind::OfferApplied);
@@ -722,14 +752,14 @@ async fn negotiate(
                                 if let Err(e) = add_pending(&pc, &mut pending_remote).await {
                                     report(e);
                                 }
-                                local_sdp(&pc, false, req.trickle, gathered.clone()).await.map(|sdp| {
-                                    client.send(ClientMessage::Answer { sdp, to: None });
+                                local_sdp(&pc, false, req.trickle, gathered.clone()).await.and_then(|sdp| {
+                                    send(&mut *session, Signal::Answer { sdp })
                                 })
                             }
                             Err(e) => Err(e),
                         }
                     }
-                    ServerMessage::Answer { sdp, .. } => {
+                    SignalingEvent::Signal { signal: Signal::Answer { sdp }, .. } => {
                         match apply_remote(&pc, RTCSessionDescription::answer(sdp)).await {
                             Ok(()) => {
                                 sink.emit(&conn, EventKind::AnswerApplied);
@@ -748,31 +778,62 @@ async fn negotiate(
                             Err(e) => Err(e),
                         }
                     }
-                    ServerMessage::Candidate { candidate: Some(c), .. } => {
-                        match serde_json::from_value::<RTCIceCandidateInit>(c) {
-                            Ok(init) => {
-                                sink.emit(&conn, EventKind::RemoteCandidate {
-                                    candidate_type: candidate_type(&init.candidate),
-                                    candidate: init.candidate.clone(),
-                                });
-                                if have_remote {
-                                    pc.add_ice_candidate(init).await.map_err(|e| format!("addIceCandidate: {e}"))
-                                } else {
-                                    pending_remote.push(init);
-                                    Ok(())
-                                }
-                            }
-                            Err(e) => Err(format!("unreadable remote candidate: {e}")),
+                    SignalingEvent::Signal { signal: Signal::Candidate(c), .. } => {
+                        let init = webrtc_candidate(c);
+                        sink.emit(&conn, EventKind::RemoteCandidate {
+                            candidate_type: candidate_type(&init.candidate),
+                            candidate: init.candidate.clone(),
+                        });
+                        if have_remote {
+                            pc.add_ice_candidate(init).await.map_err(|e| format!("addIceCandidate: {e}"))
+                        } else {
+                            pending_remote.push(init);
+                            Ok(())
                         }
                     }
-                    ServerMessage::Error { code, message } => Err(format!("signaling server: {code:?}: {message}")),
-                    _ => Ok(()),
+                    SignalingEvent::Error(e) => Err(e.to_string()),
+                    // The remote's end-of-candidates, joined and the other room events need
+                    // nothing from a peer of a two-peer room.
+                    SignalingEvent::Signal { signal: Signal::EndOfCandidates, .. }
+                    | SignalingEvent::Ready { .. }
+                    | SignalingEvent::Joined { .. }
+                    | SignalingEvent::PeerJoined { .. }
+                    | SignalingEvent::PeerLeft { .. } => Ok(()),
                 };
                 if let Err(e) = result {
                     report(e);
                 }
             }
         }
+    }
+}
+
+/// Sends a signal to the room's other peer.
+fn send(session: &mut dyn SignalingSession, signal: Signal) -> Result<(), String> {
+    session
+        .send(Outgoing::to_room(signal))
+        .map_err(|e| e.to_string())
+}
+
+/// webrtc-rs's `RTCIceCandidateInit` as the signaling traits carry it (its `url`, a webrtc-rs
+/// extension, is not part of the W3C dictionary and is not sent).
+fn neutral_candidate(c: RTCIceCandidateInit) -> IceCandidateInit {
+    IceCandidateInit {
+        candidate: c.candidate,
+        sdp_mid: c.sdp_mid,
+        sdp_m_line_index: c.sdp_mline_index,
+        username_fragment: c.username_fragment,
+    }
+}
+
+/// A received candidate as webrtc-rs takes it.
+fn webrtc_candidate(c: IceCandidateInit) -> RTCIceCandidateInit {
+    RTCIceCandidateInit {
+        candidate: c.candidate,
+        sdp_mid: c.sdp_mid,
+        sdp_mline_index: c.sdp_m_line_index,
+        username_fragment: c.username_fragment,
+        url: None,
     }
 }
 
@@ -830,4 +891,152 @@ async fn local_sdp(
         .await
         .map(|d| d.sdp)
         .ok_or_else(|| "no local description after gathering".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::peer::RawEvent;
+    use crate::peer::signaling::SignalingError;
+    use crate::peer::signaling::memory::MemorySignaling;
+    use crate::scenario::PeerKind;
+
+    /// Every wait in these tests ends here at the latest.
+    const DEADLINE: Duration = Duration::from_secs(20);
+
+    async fn bot(
+        launcher: &BotLauncher,
+        id: &str,
+        events: &mpsc::UnboundedSender<RawEvent>,
+    ) -> Box<dyn Peer> {
+        let plan = PeerPlan {
+            id: id.into(),
+            kind: PeerKind::Bot,
+            timers: BotTimers {
+                ice_check_interval_ms: Some(20),
+                prflx_acceptance_wait_ms: Some(0),
+                ..BotTimers::default()
+            },
+            fresh_browser: false,
+        };
+        let sink = EventSink::new(Clock::start(), id.into(), events.clone());
+        launcher.launch(&plan, sink, None).await.expect("launch")
+    }
+
+    fn request(role: Role) -> ConnectRequest {
+        ConnectRequest {
+            connection: "c1".into(),
+            room: "c1-run1".into(),
+            role,
+            data_channel: Some("chat".into()),
+            trickle: true,
+            // Never dialled: the launcher's connector replaces it.
+            signaling_url: "ws://127.0.0.1:9/unused".into(),
+            ice_servers: Vec::new(),
+            ice_transport_policy: crate::scenario::IcePolicy::All,
+            media: Vec::new(),
+            direction: crate::scenario::Direction::Sendrecv,
+        }
+    }
+
+    /// Reads events until `want` holds for one, or the deadline passes; returns the events seen.
+    async fn wait_for(
+        events: &mut mpsc::UnboundedReceiver<RawEvent>,
+        mut want: impl FnMut(&RawEvent) -> bool,
+    ) -> Result<Vec<RawEvent>, Vec<RawEvent>> {
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(DEADLINE, async {
+            while let Some(e) = events.recv().await {
+                let hit = want(&e);
+                seen.push(e);
+                if hit {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+        if found { Ok(seen) } else { Err(seen) }
+    }
+
+    fn connected(e: &RawEvent) -> bool {
+        matches!(&e.event, EventKind::State { machine: StateMachine::Connection, state } if state == "connected")
+    }
+
+    #[tokio::test]
+    async fn two_bots_negotiate_through_in_memory_signaling_and_connect() {
+        let signaling = MemorySignaling::new(2);
+        let launcher = BotLauncher::default().with_signaling(Arc::new(signaling.clone()));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let alice = bot(&launcher, "alice", &tx).await;
+        let bob = bot(&launcher, "bob", &tx).await;
+        bob.connect(&request(Role::Answerer))
+            .await
+            .expect("bob connect");
+        alice
+            .connect(&request(Role::Offerer))
+            .await
+            .expect("alice connect");
+        assert_eq!(signaling.members("c1-run1").len(), 2);
+        let mut pending: Vec<&str> = vec!["alice", "bob"];
+        let seen = wait_for(&mut rx, |e| {
+            if connected(e) {
+                pending.retain(|p| *p != e.peer);
+            }
+            pending.is_empty()
+        })
+        .await;
+        alice.shutdown().await;
+        bob.shutdown().await;
+        let seen = seen.unwrap_or_else(|seen| panic!("not both connected; events: {seen:#?}"));
+        // The offer went through the in-memory room: each side applied the other's SDP.
+        let has = |peer: &str, kind: fn(&EventKind) -> bool| {
+            seen.iter().any(|e| e.peer == peer && kind(&e.event))
+        };
+        assert!(has("bob", |k| matches!(k, EventKind::OfferApplied)));
+        assert!(has("alice", |k| matches!(k, EventKind::AnswerApplied)));
+        assert!(
+            !seen
+                .iter()
+                .any(|e| matches!(e.event, EventKind::Error { .. }))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_signaling_error_event_is_an_error_on_the_timeline() {
+        let signaling = MemorySignaling::new(2);
+        let launcher = BotLauncher::default().with_signaling(Arc::new(signaling.clone()));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let bob = bot(&launcher, "bob", &tx).await;
+        bob.connect(&request(Role::Answerer))
+            .await
+            .expect("bob connect");
+        let delivered = signaling.deliver(
+            "c1-run1",
+            SignalingEvent::Error(SignalingError::Refused {
+                code: "unknown_peer".into(),
+                message: "no peer \"p9\" in room".into(),
+            }),
+        );
+        assert_eq!(delivered, 1);
+        let seen = wait_for(&mut rx, |e| matches!(e.event, EventKind::Error { .. })).await;
+        bob.shutdown().await;
+        let seen = seen.unwrap_or_else(|seen| panic!("no error event; events: {seen:#?}"));
+        let Some(RawEvent {
+            peer,
+            connection,
+            event: EventKind::Error { message },
+            ..
+        }) = seen.last()
+        else {
+            panic!("last event is not the error: {seen:#?}");
+        };
+        assert_eq!((peer.as_str(), connection.as_str()), ("bob", "c1"));
+        assert_eq!(
+            message,
+            "signaling server: unknown_peer: no peer \"p9\" in room"
+        );
+    }
 }

@@ -12,7 +12,7 @@ pub mod bot;
 pub mod browser;
 pub mod media;
 mod process;
-mod signaling_client;
+pub mod signaling;
 
 use crate::clock::Clock;
 use crate::scenario::{PeerKind, PeerPlan};
@@ -102,7 +102,8 @@ pub struct ConnectRequest {
     pub data_channel: Option<String>,
     /// Trickle candidates (true) or wait for gathering to complete and send them in the SDP.
     pub trickle: bool,
-    /// WebSocket URL of the signaling server.
+    /// WebSocket URL of the signaling server. Bots join through the `rtc-signaling` protocol
+    /// there ([`signaling::connector_for`]) unless their launcher was given another connector.
     pub signaling_url: String,
     /// `RTCConfiguration.iceServers`.
     pub ice_servers: Vec<crate::scenario::IceServerEntry>,
