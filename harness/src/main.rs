@@ -2,11 +2,12 @@
 //!
 //! Exit codes: 0 every scenario passed; 1 at least one failed; 2 usage error or invalid
 //! scenario file; 3 a peer could not be set up (missing browser or driver); 4 every scenario
-//! passed but setup time regressed against `--baseline`; 130 interrupted.
+//! passed but setup time regressed against `--baseline`; 5 a report file could not be written;
+//! 130 interrupted.
 
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use rtc_harness::engine::{RunResult, Verdict};
+use rtc_harness::report::reporter;
 use rtc_harness::runner::{Harness, Options};
 use rtc_harness::scenario::{self, PeerKind, Plan};
 use rtc_harness::{matrix, report};
@@ -22,6 +23,9 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_SETUP: u8 = 3;
 /// Exit code: setup time regressed against the baseline.
 const EXIT_REGRESSION: u8 = 4;
+/// Exit code: every run finished, but a report file (`--json`, `--junit`, `--markdown`,
+/// `--html`, `--save-baseline`) could not be written.
+const EXIT_REPORT: u8 = 5;
 /// Exit code: interrupted (Ctrl-C).
 const EXIT_INTERRUPTED: u8 = 130;
 
@@ -218,22 +222,79 @@ async fn start_harness(b: &BrowserArgs) -> Result<Harness, ExitCode> {
     })
 }
 
-fn write_text(path: &std::path::Path, text: Result<String, String>) -> Result<(), ExitCode> {
-    text.and_then(|t| std::fs::write(path, t).map_err(|e| e.to_string()))
-        .map_err(|e| {
-            eprintln!("error: writing {}: {e}", path.display());
-            ExitCode::from(EXIT_SETUP)
-        })
+/// The reporters both `run` and `matrix` feed: the terminal and every report file asked for.
+fn reporters(tty: bool, repeated: bool, matrix: bool, files: &ReportFiles<'_>) -> reporter::Fanout {
+    reporter::Fanout::default()
+        .with(reporter::Terminal::new(tty, repeated, matrix))
+        .with_file(files.json, reporter::json)
+        .with_file(files.junit, reporter::junit)
+        .with_file(files.markdown, reporter::markdown)
+        .with_file(files.html, reporter::html)
+        .with_file(files.baseline, reporter::baseline)
 }
 
-fn write_json(path: &std::path::Path, doc: &impl serde::Serialize) -> Result<(), ExitCode> {
-    serde_json::to_vec_pretty(doc)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| std::fs::write(path, bytes).map_err(|e| e.to_string()))
-        .map_err(|e| {
-            eprintln!("error: writing {}: {e}", path.display());
-            ExitCode::from(EXIT_SETUP)
-        })
+/// Where the report files go (any may be absent).
+struct ReportFiles<'a> {
+    json: Option<&'a std::path::Path>,
+    junit: Option<&'a std::path::Path>,
+    markdown: Option<&'a std::path::Path>,
+    html: Option<&'a std::path::Path>,
+    baseline: Option<&'a std::path::Path>,
+}
+
+/// One scenario run, told to the reporters as it starts, step by step, and when it ends.
+async fn run_reported(
+    harness: &Harness,
+    plan: &Plan,
+    rep: u32,
+    n: u64,
+    label: &str,
+    out: &std::sync::Mutex<reporter::Fanout>,
+) -> RunResult {
+    report(out, &reporter::Event::ScenarioStarted { n, label });
+    let on_step = |index: usize, description: &str| {
+        report(
+            out,
+            &reporter::Event::StepStarted {
+                label,
+                index,
+                description,
+            },
+        )
+    };
+    let r = harness.engine.run(plan, rep, &on_step).await;
+    report(out, &reporter::Event::ScenarioFinished { result: &r });
+    r
+}
+
+/// Progress events: a file writer only acts on the final event, so an error here is the
+/// terminal's and is not fatal.
+fn report(out: &std::sync::Mutex<reporter::Fanout>, event: &reporter::Event<'_>) {
+    if let Ok(mut o) = out.lock()
+        && let Err(e) = o.report(event)
+    {
+        eprintln!("warning: {e}");
+    }
+}
+
+/// The final event: a report file that cannot be written is its own exit code.
+fn finish(
+    out: std::sync::Mutex<reporter::Fanout>,
+    results: &[RunResult],
+    matrix: Option<&matrix::Matrix>,
+) -> Result<(), ExitCode> {
+    let summaries = report::summaries(results);
+    let mut out = out.into_inner().unwrap_or_else(|e| e.into_inner());
+    out.report(&reporter::Event::RunFinished {
+        results,
+        summaries: &summaries,
+        totals: report::totals(results),
+        matrix,
+    })
+    .map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_REPORT)
+    })
 }
 
 async fn matrix(args: MatrixArgs) -> ExitCode {
@@ -250,25 +311,35 @@ async fn matrix(args: MatrixArgs) -> ExitCode {
         Ok(h) => h,
         Err(code) => return code,
     };
+    let pairs = matrix::pairs(&kinds);
+    let out = std::sync::Mutex::new(reporters(
+        std::io::stderr().is_terminal(),
+        args.repeat > 1,
+        true,
+        &ReportFiles {
+            json: args.json.as_deref(),
+            junit: args.outputs.junit.as_deref(),
+            markdown: args.markdown.as_deref(),
+            html: args.outputs.html.as_deref(),
+            baseline: None,
+        },
+    ));
+    report(
+        &out,
+        &reporter::Event::RunStarted {
+            total: pairs.len() as u64 * u64::from(args.repeat),
+        },
+    );
     let mut runs: Vec<RunResult> = Vec::new();
     let mut cells = Vec::new();
-    let pairs = matrix::pairs(&kinds);
-    for (i, (o, a)) in pairs.iter().enumerate() {
+    let mut n = 0;
+    for (o, a) in &pairs {
         let plan = matrix::instantiate(&template, *o, *a);
         let mut cell_runs = Vec::new();
         for rep in 1..=args.repeat {
-            eprintln!(
-                "[{}/{}] {} (run {rep}/{})",
-                i + 1,
-                pairs.len(),
-                plan.name,
-                args.repeat
-            );
-            let r = harness.engine.run(&plan, rep, &|_, _| {}).await;
-            if r.verdict != Verdict::Pass {
-                print!("{}", report::render_run(&r));
-            }
-            cell_runs.push(r);
+            n += 1;
+            let label = format!("{} (run {rep}/{})", plan.name, args.repeat);
+            cell_runs.push(run_reported(&harness, &plan, rep, n, &label, &out).await);
         }
         cells.push(matrix::cell(*o, *a, &cell_runs));
         runs.extend(cell_runs);
@@ -279,43 +350,8 @@ async fn matrix(args: MatrixArgs) -> ExitCode {
         kinds,
         cells,
     };
-    println!("\n{}", m.render_text());
-    let totals = report::totals(&runs);
-    if let Some(path) = &args.markdown
-        && let Err(code) = write_text(path, Ok(m.render_markdown()))
-    {
+    if let Err(code) = finish(out, &runs, Some(&m)) {
         return code;
-    }
-    if let Some(path) = &args.outputs.junit
-        && let Err(code) = write_text(
-            path,
-            report::junit::matrix(&m, &runs).map_err(|e| e.to_string()),
-        )
-    {
-        return code;
-    }
-    if let Some(path) = &args.outputs.html {
-        let html = report::html::render(
-            &format!("rtc-harness matrix: {}", m.template),
-            &runs,
-            &report::summaries(&runs),
-            Some(&m),
-        );
-        if let Err(code) = write_text(path, html) {
-            return code;
-        }
-    }
-    if let Some(path) = &args.json {
-        let doc = serde_json::json!({
-            "tool": report::TOOL,
-            "matrix": &m,
-            "runs": &runs,
-            "totals": totals,
-            "peak_rss_kib": report::peak_rss_kib(),
-        });
-        if let Err(code) = write_json(path, &doc) {
-            return code;
-        }
     }
     if runs.iter().any(|r| r.verdict == Verdict::SetupError) {
         ExitCode::from(EXIT_SETUP)
@@ -369,23 +405,43 @@ async fn run(args: RunArgs) -> ExitCode {
         eprintln!("error: no scenario matched");
         return ExitCode::from(EXIT_USAGE);
     }
+    // Read the baseline before running anything: a bad file is a usage error.
+    let base = match &args.baseline {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                serde_json::from_str::<report::baseline::Baseline>(&t).map_err(|e| e.to_string())
+            }) {
+            Ok(b) => Some((path, b)),
+            Err(e) => {
+                eprintln!("error: baseline {}: {e}", path.display());
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+    };
     let harness = match start_harness(&args.browsers).await {
         Ok(h) => h,
         Err(code) => return code,
     };
-
-    let total = plans.len() as u64 * u64::from(args.repeat);
-    let tty = std::io::stderr().is_terminal();
-    let bar = if tty {
-        let b = ProgressBar::new(total);
-        b.set_style(
-            ProgressStyle::with_template("[{pos}/{len}] {elapsed_precise} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        Some(b)
-    } else {
-        None
-    };
+    let out = std::sync::Mutex::new(reporters(
+        std::io::stderr().is_terminal(),
+        args.repeat > 1,
+        false,
+        &ReportFiles {
+            json: args.json.as_deref(),
+            junit: args.outputs.junit.as_deref(),
+            markdown: args.markdown.as_deref(),
+            html: args.outputs.html.as_deref(),
+            baseline: args.save_baseline.as_deref(),
+        },
+    ));
+    report(
+        &out,
+        &reporter::Event::RunStarted {
+            total: plans.len() as u64 * u64::from(args.repeat),
+        },
+    );
     let mut results: Vec<RunResult> = Vec::new();
     let mut n = 0;
     for plan in &plans {
@@ -396,108 +452,18 @@ async fn run(args: RunArgs) -> ExitCode {
             } else {
                 plan.name.clone()
             };
-            match &bar {
-                Some(b) => b.set_message(label.clone()),
-                None => eprintln!("[{n}/{total}] {label}"),
-            }
-            let on_step = |i: usize, desc: &str| match &bar {
-                Some(b) => b.set_message(format!("{label}: step {}: {desc}", i + 1)),
-                None => eprintln!("    step {}: {desc}", i + 1),
-            };
-            let r = harness.engine.run(plan, rep, &on_step).await;
-            let text = report::render_run(&r);
-            match &bar {
-                Some(b) => {
-                    b.suspend(|| print!("{text}"));
-                    b.inc(1);
-                }
-                None => print!("{text}"),
-            }
-            results.push(r);
+            results.push(run_reported(&harness, plan, rep, n, &label, &out).await);
         }
-    }
-    if let Some(b) = &bar {
-        b.finish_and_clear();
     }
     harness.shutdown().await;
-    let summaries = report::summaries(&results);
-    if args.repeat > 1 {
-        println!();
-        print!("{}", report::render_summaries(&summaries));
-    }
-    let totals = report::totals(&results);
-    let peak = report::peak_rss_kib();
-    if let Some(kib) = peak {
-        eprintln!(
-            "harness peak RSS: {:.1} MiB (browsers not included)",
-            kib as f64 / 1024.0
-        );
-    }
-    println!(
-        "\n{} passed, {} failed, {} setup errors",
-        totals.passed, totals.failed, totals.setup_errors
-    );
-    if let Some(path) = &args.json {
-        let doc = report::JsonReport {
-            tool: report::TOOL,
-            runs: &results,
-            summaries: summaries.clone(),
-            totals,
-            peak_rss_kib: peak,
-        };
-        if let Err(code) = write_json(path, &doc) {
-            return code;
-        }
-    }
-    if let Some(path) = &args.outputs.junit
-        && let Err(code) = write_text(
-            path,
-            report::junit::runs(&results).map_err(|e| e.to_string()),
-        )
-    {
-        return code;
-    }
-    if let Some(path) = &args.markdown
-        && let Err(code) = write_text(
-            path,
-            Ok(report::markdown::render(&results, &summaries, totals)),
-        )
-    {
-        return code;
-    }
-    if let Some(path) = &args.outputs.html
-        && let Err(code) = write_text(
-            path,
-            report::html::render("rtc-harness run", &results, &summaries, None),
-        )
-    {
-        return code;
-    }
-    if let Some(path) = &args.save_baseline
-        && let Err(code) = write_json(
-            path,
-            &report::baseline::Baseline::from_summaries(&summaries),
-        )
-    {
+    if let Err(code) = finish(out, &results, None) {
         return code;
     }
     let mut regressed = false;
-    if let Some(path) = &args.baseline {
-        let base = std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| {
-                serde_json::from_str::<report::baseline::Baseline>(&t).map_err(|e| e.to_string())
-            });
-        let base = match base {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("error: baseline {}: {e}", path.display());
-                return ExitCode::from(EXIT_USAGE);
-            }
-        };
+    if let Some((path, base)) = &base {
         let found = report::baseline::compare(
-            &base,
-            &summaries,
+            base,
+            &report::summaries(&results),
             args.max_regression,
             args.regression_floor_ms,
         );
@@ -513,6 +479,7 @@ async fn run(args: RunArgs) -> ExitCode {
         );
         regressed = !found.is_empty();
     }
+    let totals = report::totals(&results);
     if results.iter().any(|r| r.verdict == Verdict::SetupError) {
         ExitCode::from(EXIT_SETUP)
     } else if totals.failed > 0 {

@@ -5,6 +5,7 @@ pub mod baseline;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod reporter;
 
 use crate::engine::{RunResult, Verdict};
 use crate::metrics::{self, Summary};
@@ -33,6 +34,9 @@ pub struct MetricSummary {
 pub struct JsonReport<'a> {
     /// Tool name and version.
     pub tool: &'static str,
+    /// The interop matrix (`rtc-harness matrix` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<&'a crate::matrix::Matrix>,
     /// Runs, in order (scenario by scenario, repetitions together).
     pub runs: &'a [RunResult],
     /// Percentiles per scenario, peer and metric (over repetitions).
