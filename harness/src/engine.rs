@@ -413,18 +413,23 @@ impl Engine {
             {
                 for p in [offerer, answerer] {
                     let m = metrics::peer_metrics(&judged, p, connection);
-                    let selected = judged.of_peer(p).find_map(|e| match &e.event {
-                        EventKind::SelectedCandidatePair { local, remote } => {
-                            Some((local.as_str(), remote.as_str()))
-                        }
-                        _ => None,
-                    });
+                    // The first sample of this connection: the end of its connect step.
+                    let stats = result
+                        .stats
+                        .iter()
+                        .find(|s| s.peer == *p && s.connection == *connection)
+                        .map(|s| s.stats.as_slice());
                     if let Some(pp) = plan.peers.iter().find(|x| x.id == *p) {
                         let subject = crate::explain::Subject {
+                            peer: p,
+                            remote: if p == offerer { answerer } else { offerer },
+                            connection,
                             kind: pp.kind,
                             timers: pp.timers,
                             offerer: p == offerer,
-                            selected,
+                            timeline: &judged,
+                            stats,
+                            network: plan.network.as_ref(),
                         };
                         result
                             .explanations
