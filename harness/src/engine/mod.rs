@@ -237,7 +237,7 @@ impl Engine {
         }
         result.stats = std::mem::take(&mut sampler.samples);
         result.metrics = peer_metrics(plan, &judged);
-        result.explanations = explanations(plan, &judged, &result.metrics);
+        result.explanations = explanations(plan, &judged, &result.metrics, &result.stats);
         result.marks = judged
             .marks()
             .map(|(t_ms, name)| Mark {
@@ -450,11 +450,13 @@ fn peer_metrics(plan: &Plan, judged: &Timeline) -> BTreeMap<String, PeerMetrics>
     out
 }
 
-/// Where each peer's setup time went.
+/// Where each peer's setup time went, from the timeline, the first stats sample of its
+/// connection (the end of the connect step) and the network plan.
 fn explanations(
     plan: &Plan,
     judged: &Timeline,
     metrics: &BTreeMap<String, PeerMetrics>,
+    stats: &[StatsSample],
 ) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
     for c in &plan.connections {
@@ -463,19 +465,20 @@ fn explanations(
             else {
                 continue;
             };
-            let selected = judged
-                .of(Endpoint::new(p, &c.id))
-                .find_map(|e| match &e.event {
-                    EventKind::SelectedCandidatePair { local, remote } => {
-                        Some((local.as_str(), remote.as_str()))
-                    }
-                    _ => None,
-                });
+            let sample = stats
+                .iter()
+                .find(|s| s.peer == *p && s.connection == c.id)
+                .map(|s| s.stats.as_slice());
             let subject = crate::explain::Subject {
+                peer: p,
+                remote: c.other(p).unwrap_or_default(),
+                connection: &c.id,
                 kind: pp.kind,
                 timers: pp.timers,
                 offerer: *p == c.offerer,
-                selected,
+                timeline: judged,
+                stats: sample,
+                network: plan.network.as_ref(),
             };
             out.insert(p.clone(), crate::explain::explain(&subject, m));
         }
