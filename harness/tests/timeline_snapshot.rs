@@ -85,7 +85,12 @@ name = "after <connect>"
     .unwrap();
     let harness = Harness::start(Options::default()).await.unwrap();
     let r = harness.engine.run(&plan, 1, &|_, _| {}).await;
-    assert_eq!(r.verdict, rtc_harness::engine::Verdict::Pass, "{:?}", r.reason);
+    assert_eq!(
+        r.verdict,
+        rtc_harness::engine::Verdict::Pass,
+        "{:?}",
+        r.reason
+    );
     let names: Vec<&str> = r.marks.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["before", "after <connect>"]);
     let connected = r
@@ -95,10 +100,20 @@ name = "after <connect>"
         .find(|e| matches!(&e.event, EventKind::State { machine: StateMachine::Connection, state } if state == "connected"))
         .map(|e| e.t_ms)
         .expect("connected");
-    assert!(r.marks[0].t_ms <= connected && connected <= r.marks[1].t_ms, "{:?}", r.marks);
+    assert!(
+        r.marks[0].t_ms <= connected && connected <= r.marks[1].t_ms,
+        "{:?}",
+        r.marks
+    );
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["marks"][1]["name"], "after <connect>");
     let html = rtc_harness::report::html::render("t", std::slice::from_ref(&r), &[], None).unwrap();
-    assert!(html.contains("<ul class=\"marks\">"), "no marks list in the HTML");
-    assert!(html.contains("after &lt;connect&gt;"), "mark name not escaped into the HTML");
+    assert!(
+        html.contains("<ul class=\"marks\">"),
+        "no marks list in the HTML"
+    );
+    assert!(
+        html.contains("after &lt;connect&gt;"),
+        "mark name not escaped into the HTML"
+    );
 }
