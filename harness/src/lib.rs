@@ -1,20 +1,23 @@
 //! # rtc-harness
 //!
 //! A headless WebRTC test and interop harness. Scenario files (TOML) say which peers take part
-//! (webrtc-rs bots, headless Chromium over WebDriver), what they do (connect, send data-channel
-//! messages, wait, close) and what must hold afterwards (the W3C state sequences, message
-//! counts, setup-time bounds). The harness runs them against a real signaling server and
-//! reports verdicts and setup-latency metrics.
+//! (webrtc-rs bots, headless Chromium and Firefox over WebDriver), what they do (connect, send
+//! data-channel messages, wait, restart ICE, add tracks, change the network, close) and what
+//! must hold afterwards (the W3C state sequences, message counts, setup-time bounds). The
+//! harness runs them against a real signaling server and reports verdicts and setup-latency
+//! metrics.
 //!
 //! Data flows through the modules in this order:
 //!
 //! | stage | module |
 //! |---|---|
-//! | scenario file → checked plan | [`scenario`] |
-//! | plan → running peers | [`engine`], [`peer`] (kinds: [`peer::bot`], [`peer::chromium`]) |
+//! | scenario file → checked plan (and its JSON Schema) | [`scenario`], [`scenario::schema`] |
+//! | plan → running peers | [`runner`], [`engine`] (run stages: [`engine::context`]; step kinds: [`engine::steps`]) |
+//! | peers | [`peer`] (kinds: [`peer::bot`], [`peer::browser::chromium`], [`peer::browser::firefox`]; signaling: [`peer::signaling`]) |
+//! | around the peers | [`server`] (harness HTTP and signaling), [`turn`] (coturn), [`lab`] (network namespaces) |
 //! | peers → one timeline | [`timeline`], [`clock`] |
-//! | timeline → verdict and metrics | [`verdict`], [`metrics`] |
-//! | results → table and JSON | [`report`] |
+//! | timeline → verdict and metrics | [`engine::judge`], [`verdict`], [`metrics`], [`explain`] |
+//! | results → table, JSON, JUnit, Markdown, HTML | [`report`], [`matrix`] |
 //!
 //! ```
 //! let plan = rtc_harness::scenario::parse(std::path::Path::new("x.toml"), r#"

@@ -52,6 +52,8 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Print the JSON Schema of scenario files (for editors; see the README).
+    Schema,
 }
 
 #[derive(clap::Args)]
@@ -167,6 +169,12 @@ fn main() -> ExitCode {
         },
         Command::Run(args) => with_runtime(run(args)),
         Command::Matrix(args) => with_runtime(matrix(args)),
+        Command::Schema => {
+            let schema = serde_json::to_string_pretty(&scenario::scenario_schema())
+                .expect("a JSON value serializes");
+            println!("{schema}");
+            ExitCode::SUCCESS
+        }
     }
 }
 

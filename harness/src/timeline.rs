@@ -428,7 +428,20 @@ impl Timeline {
         all[all.len().saturating_sub(n)..].to_vec()
     }
 
-    /// A peer's timeline as text lines, `+12.3 ms  connectionState connected`.
+    /// A peer's events as text, one line each: four spaces, the time in ms right-aligned in 9
+    /// columns with one decimal, two spaces, the event.
+    ///
+    /// ```
+    /// use rtc_harness::timeline::{Event, EventKind, StateMachine, Timeline};
+    /// let mut t = Timeline::new();
+    /// t.push(Event {
+    ///     t_ms: 12.34,
+    ///     peer: "bot".into(),
+    ///     connection: "bot~chrome".into(),
+    ///     event: EventKind::State { machine: StateMachine::Connection, state: "connected".into() },
+    /// });
+    /// assert_eq!(t.render_peer("bot"), "         12.3 ms  connectionState connected\n");
+    /// ```
     pub fn render_peer(&self, peer: &str) -> String {
         let mut out = String::new();
         for e in self.of_peer(peer) {

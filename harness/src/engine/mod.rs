@@ -1,7 +1,7 @@
 //! The scenario engine: plan → peers → timeline → verdict and metrics.
 //!
 //! One run of a scenario goes through named stages:
-//! 1. [`context::RunSetup::start`]: the network lab, the TURN server, every peer (through
+//! 1. `RunSetup::start` (in [`context`]): the network lab, the TURN server, every peer (through
 //!    [`Launchers`], never by kind), behind a guard that tears them down in order on every path;
 //! 2. the steps, in order, each under its deadline: a step kind's module
 //!    ([`steps`]) starts it and decides from the timeline when it is done;

@@ -81,6 +81,7 @@ pub struct PeerNetworkEntry {
     /// Whether UDP passes the peer's firewall (default `open`).
     pub udp: Option<UdpPolicy>,
     /// Percentage of packets dropped, each direction, 0-100 (default 0).
+    #[schemars(range(max = 100))]
     pub loss_pct: Option<u8>,
     /// Rate limit each direction, kbit/s (token bucket; default none).
     pub rate_kbit: Option<u64>,

@@ -23,6 +23,7 @@
 
 mod file;
 mod plan;
+pub mod schema;
 
 pub use file::{
     ConnectOutcome, Direction, IcePolicy, IceServerEntry, MediaKind, Nat, PeerKind, ScenarioFile,
@@ -33,6 +34,7 @@ pub use plan::{
     NetworkPlan, PeerNetwork, PeerPlan, Plan, StepPlan,
 };
 pub(crate) use plan::{Checker, Seg};
+pub use schema::scenario_schema;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

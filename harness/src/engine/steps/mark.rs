@@ -22,7 +22,8 @@ pub(super) const KIND: Kind = Kind {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Entry {
-    /// The marker's name (1 to 200 characters).
+    /// The marker's name (1 to 200 characters, not only spaces).
+    #[schemars(length(min = 1, max = 200), regex(pattern = r"\S"))]
     name: String,
 }
 

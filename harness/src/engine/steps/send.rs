@@ -36,8 +36,10 @@ struct Entry {
     /// Label of the data channel (created by an earlier connect step's `data_channel`).
     channel: String,
     /// How many messages (1 to 100000).
+    #[schemars(range(min = 1, max = MAX_MESSAGES))]
     messages: u64,
     /// Bytes per message (20 to 65536).
+    #[schemars(range(min = MIN_MESSAGE_BYTES, max = MAX_MESSAGE_BYTES))]
     bytes: u64,
 }
 

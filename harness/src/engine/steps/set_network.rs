@@ -25,6 +25,7 @@ struct Entry {
     /// The lab peer whose network changes.
     peer: String,
     /// The new packet loss each direction, percent (0-100; 100 drops everything).
+    #[schemars(range(max = 100))]
     loss_pct: u8,
 }
 
