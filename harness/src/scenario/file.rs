@@ -76,8 +76,9 @@ pub struct PeerNetworkEntry {
     pub nat: Option<Nat>,
     /// Whether UDP passes the peer's firewall (default `open`).
     pub udp: Option<UdpPolicy>,
-    /// Percentage of packets dropped, each direction, 0-100 (default 0).
-    pub loss_pct: Option<u8>,
+    /// Percentage of packets dropped, each direction, 0-100 (default 0; 100: every packet).
+    /// Signed and wide so that any integer reaches the range check, which names the range.
+    pub loss_pct: Option<i64>,
     /// Rate limit each direction, kbit/s (token bucket; default none).
     pub rate_kbit: Option<u64>,
 }
@@ -321,8 +322,8 @@ pub struct StepEntry {
     /// close: the peer whose connections are closed; restart_ice: the peer that restarts;
     /// set_network: the lab peer whose network changes.
     pub peer: Option<String>,
-    /// set_network: the new packet loss each direction, percent (0-100).
-    pub loss_pct: Option<u8>,
+    /// set_network: the new packet loss each direction, percent (0-100; 100: every packet).
+    pub loss_pct: Option<i64>,
 }
 
 /// What a connect step waits for.
