@@ -123,11 +123,20 @@ pub struct LabHost {
 /// A running lab; removed when dropped.
 pub struct Lab {
     hosts: HashMap<String, LabHost>,
-    /// Each peer's UDP policy (`set_loss` rebuilds the firewall from it).
-    udp: HashMap<String, crate::scenario::UdpPolicy>,
+    /// Each peer's link: where its firewall acts and its UDP policy (`set_loss` rebuilds the
+    /// firewall from them).
+    links: HashMap<String, PeerLink>,
     internet: Arc<Netns>,
     // Last: the namespaces go after every handle into them is closed.
     _namespaces: Namespaces,
+}
+
+/// The far end of a peer's link, where its firewall and loss act
+/// ([`topology::link_ruleset`]), and its UDP policy.
+struct PeerLink {
+    ns: String,
+    dev: String,
+    udp: crate::scenario::UdpPolicy,
 }
 
 /// Namespaces made so far; removed (in reverse order) when dropped.
@@ -176,7 +185,16 @@ impl Lab {
                 .map_err(|e| LabError::Other(format!("opening namespace {name}: {e}")))
         };
         let mut hosts = HashMap::new();
-        for h in &topo.hosts {
+        let mut links = HashMap::new();
+        for (h, p) in topo.hosts.iter().zip(&plan.peers) {
+            links.insert(
+                h.peer.clone(),
+                PeerLink {
+                    ns: h.link_ns.clone(),
+                    dev: h.link_if.clone(),
+                    udp: p.udp,
+                },
+            );
             hosts.insert(
                 h.peer.clone(),
                 LabHost {
@@ -191,7 +209,7 @@ impl Lab {
         );
         Ok(Lab {
             hosts,
-            udp: plan.peers.iter().map(|p| (p.peer.clone(), p.udp)).collect(),
+            links,
             internet: open(&topo.internet)?,
             _namespaces: made,
         })
@@ -202,16 +220,16 @@ impl Lab {
         self.hosts.get(peer).cloned()
     }
 
-    /// Changes a peer's packet loss (each direction), keeping its UDP policy: its firewall
-    /// table is replaced in one nftables transaction.
+    /// Changes a peer's packet loss (each direction, percent; 100 drops every IP packet),
+    /// keeping its UDP policy: the firewall table of its link, on the far end (its router's
+    /// `lan` or its port on the internet segment, never in the peer's own namespace, so the
+    /// peer sees no send error), is replaced in one nftables transaction.
     pub async fn set_loss(&self, peer: &str, loss_pct: u8) -> Result<(), LabError> {
-        let (Some(host), Some(udp)) = (self.hosts.get(peer), self.udp.get(peer)) else {
+        let Some(link) = self.links.get(peer) else {
             return Err(LabError::Other(format!("peer {peer:?} is not in the lab")));
         };
-        run(&topology::replace_peer_ruleset(
-            host.ns.name(),
-            *udp,
-            loss_pct,
+        run(&topology::replace_link_ruleset(
+            &link.ns, &link.dev, link.udp, loss_pct,
         ))
         .await
     }

@@ -10,7 +10,9 @@
 //! ```
 //!
 //! The "internet" segment uses TEST-NET-2 (198.51.100.0/24, RFC 5737), the private side of
-//! NAT N uses 10.0.N.0/24 (RFC 1918). Nothing in the lab has a route out of it.
+//! NAT N uses 10.0.N.0/24 (RFC 1918). Nothing in the lab has a route out of it. A peer's
+//! firewall and loss act on the far end of its link (`lan`, or the bridge port `pN`): see
+//! [`link_ruleset`].
 
 use crate::scenario::{Nat, NetworkPlan, UdpPolicy};
 use std::net::Ipv4Addr;
@@ -55,6 +57,11 @@ pub struct HostPlace {
     pub ip: Ipv4Addr,
     /// The address the internet segment sees it as (its NAT's, or its own).
     pub public_ip: Ipv4Addr,
+    /// The namespace of the far end of its link (its router, or the internet segment).
+    pub link_ns: String,
+    /// The far end of its link in `link_ns` (`lan`, or the bridge port `pN`), where its
+    /// firewall and loss act ([`link_ruleset`]).
+    pub link_if: String,
 }
 
 /// The whole layout.
@@ -118,40 +125,72 @@ pub fn router_ruleset(nat: Nat) -> String {
     )
 }
 
-/// The peer's own firewall: UDP blocked and random loss on its interface, both directions.
-/// `None` when it has nothing to do.
-pub fn peer_ruleset(udp: UdpPolicy, loss_pct: u8) -> Option<String> {
+/// The rule that drops `loss_pct` percent of the packets at random: none for 0, all for 100
+/// (`numgen random mod 100` yields 0-99, so nft refuses `< 100`).
+fn loss_rule(loss_pct: u8) -> Option<String> {
+    match loss_pct {
+        0 => None,
+        100.. => Some("drop".into()),
+        n => Some(format!("numgen random mod 100 < {n} drop")),
+    }
+}
+
+/// The nftables table that holds the firewall and loss of the link whose far end is `dev`.
+pub fn link_table(dev: &str) -> String {
+    format!("netdev rtch_{dev}")
+}
+
+/// The firewall and loss of one peer's link, acting on `dev`, the far end of the peer's veth
+/// (the router's `lan`, or the bridge port `pN` on the internet segment): `udp = "blocked"`
+/// drops UDP and `loss_pct` drops that share of the IPv4/IPv6 packets at random, each direction
+/// on its own. `None` when there is nothing to do.
+///
+/// Why netdev `ingress` and `egress` hooks on the far end, and not the peer's own
+/// `input`/`output` hooks as before: a drop in the peer's output hook fails the peer's
+/// `sendto` with EPERM, which webrtc-rs reports as a local socket failure ("Failed to write
+/// packet ... Operation not permitted"), whereas a real network loses packets silently. On the
+/// far end, the peer's outgoing packets are dropped on arrival (`ingress`, in the receive path,
+/// after the peer's send has returned), and its incoming ones on the way to it (`egress`, on a
+/// router's forwarding or a bridge's, where no socket waits for the result). The same two
+/// hooks fit both places a peer can hang from, where a `forward` chain exists only on routers
+/// and a `bridge` chain only on the segment; `ingress` also comes before the router's
+/// conntrack and NAT, so a lost packet leaves no state behind, as a loss on the wire would.
+/// Only IP is touched (`meta protocol`): ARP passes, so neighbour resolution never fails and
+/// becomes a send error of its own after an outage. One table per link, so [`replace_link_ruleset`]
+/// can swap it atomically.
+pub fn link_ruleset(dev: &str, udp: UdpPolicy, loss_pct: u8) -> Option<String> {
     let mut rules = Vec::new();
     if udp == UdpPolicy::Blocked {
         rules.push("meta l4proto udp drop".to_string());
     }
-    if loss_pct > 0 {
-        rules.push(format!("numgen random mod 100 < {loss_pct} drop"));
-    }
+    rules.extend(loss_rule(loss_pct));
     if rules.is_empty() {
         return None;
     }
-    let chain = |name: &str, hook: &str, dir: &str| {
+    let chain = |hook: &str| {
         let body: String = rules
             .iter()
-            .map(|r| format!("\t\t{dir} \"{PEER_IF}\" {r}\n"))
+            .map(|r| format!("\t\tmeta protocol {{ ip, ip6 }} {r}\n"))
             .collect();
         format!(
-            "\tchain {name} {{ type filter hook {hook} priority filter; policy accept;\n{body}\t}}\n"
+            "\tchain {hook} {{ type filter hook {hook} device \"{dev}\" priority filter; policy accept;\n{body}\t}}\n"
         )
     };
     Some(format!(
-        "table inet rtch {{\n{}{}}}\n",
-        chain("input", "input", "iifname"),
-        chain("output", "output", "oifname")
+        "table {} {{\n{}{}}}\n",
+        link_table(dev),
+        chain("ingress"),
+        chain("egress")
     ))
 }
 
-/// The command that replaces a peer's firewall table (creating it if missing, so the delete
-/// cannot fail) with the rules for `udp` and `loss_pct`, atomically.
-pub fn replace_peer_ruleset(ns: &str, udp: UdpPolicy, loss_pct: u8) -> Cmd {
-    let mut script = String::from("table inet rtch {}\ndelete table inet rtch\n");
-    if let Some(rules) = peer_ruleset(udp, loss_pct) {
+/// The command that replaces the firewall table of the link whose far end is `dev` in
+/// namespace `ns` (creating it if missing, so the delete cannot fail) with the rules for `udp`
+/// and `loss_pct`, in one nftables transaction: no packet sees a half-built table.
+pub fn replace_link_ruleset(ns: &str, dev: &str, udp: UdpPolicy, loss_pct: u8) -> Cmd {
+    let table = link_table(dev);
+    let mut script = format!("table {table} {{}}\ndelete table {table}\n");
+    if let Some(rules) = link_ruleset(dev, udp, loss_pct) {
         script.push_str(&rules);
     }
     in_ns(ns, "nft -f -", Some(script))
@@ -181,7 +220,7 @@ impl Topology {
             let peer_ns = format!("{prefix}-p{n}");
             namespaces.push(peer_ns.clone());
             c.push(ip_n(&peer_ns, "link set lo up"));
-            let ip = if p.nat == Nat::None {
+            let (ip, link_ns, link_if) = if p.nat == Nat::None {
                 // Straight on the internet segment.
                 c.push(ip_n(
                     &internet,
@@ -203,7 +242,7 @@ impl Topology {
                 if let Some(kbit) = p.rate_kbit {
                     c.push(tbf(&internet, &format!("p{n}"), kbit));
                 }
-                public_ip
+                (public_ip, internet.clone(), format!("p{n}"))
             } else {
                 let router = format!("{prefix}-r{n}");
                 namespaces.push(router.clone());
@@ -238,10 +277,10 @@ impl Topology {
                 if let Some(kbit) = p.rate_kbit {
                     c.push(tbf(&router, "lan", kbit));
                 }
-                lan_peer
+                (lan_peer, router, "lan".to_string())
             };
-            if let Some(rules) = peer_ruleset(p.udp, p.loss_pct) {
-                c.push(in_ns(&peer_ns, "nft -f -", Some(rules)));
+            if let Some(rules) = link_ruleset(&link_if, p.udp, p.loss_pct) {
+                c.push(in_ns(&link_ns, "nft -f -", Some(rules)));
             }
             if let Some(kbit) = p.rate_kbit {
                 c.push(tbf(&peer_ns, PEER_IF, kbit));
@@ -251,6 +290,8 @@ impl Topology {
                 ns: peer_ns,
                 ip,
                 public_ip,
+                link_ns,
+                link_if,
             });
         }
         Ok(Topology {
@@ -282,7 +323,7 @@ mod tests {
         let plan = NetworkPlan {
             peers: vec![
                 peer("a", Nat::Symmetric, UdpPolicy::Blocked, 5, Some(1000)),
-                peer("b", Nat::None, UdpPolicy::Open, 0, None),
+                peer("b", Nat::None, UdpPolicy::Open, 100, None),
             ],
         };
         let t = Topology::build("rtch-1-1", &plan).unwrap();
@@ -306,29 +347,79 @@ mod tests {
     }
 
     #[test]
-    fn an_open_lossless_peer_needs_no_firewall() {
-        assert_eq!(peer_ruleset(UdpPolicy::Open, 0), None);
-        let r = peer_ruleset(UdpPolicy::Open, 5).unwrap();
-        assert!(r.contains("iifname \"eth0\" numgen random mod 100 < 5 drop"));
-        assert!(r.contains("oifname \"eth0\" numgen random mod 100 < 5 drop"));
+    fn an_open_lossless_link_needs_no_firewall() {
+        assert_eq!(link_ruleset("lan", UdpPolicy::Open, 0), None);
+        let r = link_ruleset("lan", UdpPolicy::Open, 5).unwrap();
+        assert!(r.starts_with("table netdev rtch_lan {"));
+        assert!(r.contains("hook ingress device \"lan\""));
+        assert!(r.contains("hook egress device \"lan\""));
+        assert_eq!(
+            r.matches("meta protocol { ip, ip6 } numgen random mod 100 < 5 drop")
+                .count(),
+            2
+        );
         assert!(!r.contains("udp"));
     }
 
     #[test]
     fn replacing_a_firewall_creates_then_deletes_then_adds() {
-        let c = replace_peer_ruleset("n", UdpPolicy::Open, 0);
+        let c = replace_link_ruleset("n", "p3", UdpPolicy::Open, 0);
         assert_eq!(c.argv, ["ip", "netns", "exec", "n", "nft", "-f", "-"]);
         assert_eq!(
             c.stdin.as_deref(),
-            Some("table inet rtch {}\ndelete table inet rtch\n")
+            Some("table netdev rtch_p3 {}\ndelete table netdev rtch_p3\n")
         );
-        let c = replace_peer_ruleset("n", UdpPolicy::Blocked, 5);
+        let c = replace_link_ruleset("n", "p3", UdpPolicy::Blocked, 5);
         let script = c.stdin.unwrap();
-        assert!(
-            script.starts_with("table inet rtch {}\ndelete table inet rtch\ntable inet rtch {")
-        );
+        assert!(script.starts_with(
+            "table netdev rtch_p3 {}\ndelete table netdev rtch_p3\ntable netdev rtch_p3 {"
+        ));
         assert!(script.contains("numgen random mod 100 < 5 drop"));
         assert!(script.contains("meta l4proto udp drop"));
+    }
+
+    #[test]
+    fn total_loss_drops_every_ip_packet_without_numgen() {
+        // `numgen random mod 100 < 100` is refused by nft (value out of range 0-99).
+        let r = link_ruleset("lan", UdpPolicy::Open, 100).unwrap();
+        assert!(!r.contains("numgen"), "{r}");
+        assert_eq!(r.matches("meta protocol { ip, ip6 } drop\n").count(), 2);
+        let r = link_ruleset("lan", UdpPolicy::Open, 99).unwrap();
+        assert!(r.contains("numgen random mod 100 < 99 drop"));
+    }
+
+    #[test]
+    fn loss_and_firewall_act_on_the_far_end_not_in_the_peers_namespace() {
+        // A drop in the peer's own output hook fails its sendto with EPERM.
+        let plan = NetworkPlan {
+            peers: vec![
+                peer("a", Nat::EndpointIndependent, UdpPolicy::Blocked, 5, None),
+                peer("b", Nat::None, UdpPolicy::Open, 5, None),
+            ],
+        };
+        let t = Topology::build("x", &plan).unwrap();
+        assert_eq!(
+            (t.hosts[0].link_ns.as_str(), t.hosts[0].link_if.as_str()),
+            ("x-r1", "lan")
+        );
+        assert_eq!(
+            (t.hosts[1].link_ns.as_str(), t.hosts[1].link_if.as_str()),
+            ("x-inet", "p2")
+        );
+        let firewalls: Vec<&Cmd> = t
+            .commands
+            .iter()
+            .filter(|c| c.stdin.as_deref().is_some_and(|s| s.contains("numgen")))
+            .collect();
+        assert_eq!(firewalls.len(), 2);
+        assert_eq!(firewalls[0].argv[3], "x-r1");
+        assert_eq!(firewalls[1].argv[3], "x-inet");
+        for c in &t.commands {
+            assert!(
+                !c.argv.iter().any(|a| a == "x-p1" || a == "x-p2") || c.stdin.is_none(),
+                "{c}"
+            );
+        }
     }
 
     #[test]

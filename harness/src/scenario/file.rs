@@ -80,9 +80,10 @@ pub struct PeerNetworkEntry {
     pub nat: Option<Nat>,
     /// Whether UDP passes the peer's firewall (default `open`).
     pub udp: Option<UdpPolicy>,
-    /// Percentage of packets dropped, each direction, 0-100 (default 0).
-    #[schemars(range(max = 100))]
-    pub loss_pct: Option<u8>,
+    /// Percentage of packets dropped, each direction, 0-100 (default 0; 100: every packet).
+    /// Signed and wide so that any integer reaches the range check, which names the range.
+    #[schemars(range(min = 0, max = 100))]
+    pub loss_pct: Option<i64>,
     /// Rate limit each direction, kbit/s (token bucket; default none).
     pub rate_kbit: Option<u64>,
 }

@@ -33,7 +33,7 @@ pub use plan::{
     BotTimers, CANDIDATE_TYPES, ConnectionPlan, EmbeddedTurnPlan, Expectation, IcePlan,
     NetworkPlan, PeerNetwork, PeerPlan, Plan, StepPlan,
 };
-pub(crate) use plan::{Checker, Seg};
+pub(crate) use plan::{Checker, Seg, checked_loss_pct};
 pub use schema::scenario_schema;
 
 use std::ops::Range;

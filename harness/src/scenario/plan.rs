@@ -449,6 +449,11 @@ fn check_ice(c: &Checker<'_>, raw: Option<&IceEntry>) -> Result<(IcePlan, bool),
     ))
 }
 
+/// A loss percentage from a scenario file, if it is one (0-100; 100 drops every packet).
+pub(crate) fn checked_loss_pct(raw: i64) -> Option<u8> {
+    u8::try_from(raw).ok().filter(|l| *l <= 100)
+}
+
 fn check_network(
     c: &Checker<'_>,
     raw: &NetworkEntry,
@@ -469,7 +474,7 @@ fn check_network(
                 format!("unknown peer id {id:?} (peers: {})", ids.join(", ")),
             ));
         }
-        if n.loss_pct.is_some_and(|l| l > 100) {
+        if n.loss_pct.is_some_and(|l| checked_loss_pct(l).is_none()) {
             return Err(c.err(&at("loss_pct"), "must be between 0 and 100"));
         }
         if n.rate_kbit.is_some_and(|r| !(8..=10_000_000).contains(&r)) {
@@ -485,7 +490,10 @@ fn check_network(
                     peer: id.to_string(),
                     nat: n.and_then(|n| n.nat).unwrap_or_default(),
                     udp: n.and_then(|n| n.udp).unwrap_or_default(),
-                    loss_pct: n.and_then(|n| n.loss_pct).unwrap_or(0),
+                    loss_pct: n
+                        .and_then(|n| n.loss_pct)
+                        .and_then(checked_loss_pct)
+                        .unwrap_or(0),
                     rate_kbit: n.and_then(|n| n.rate_kbit),
                 }
             })

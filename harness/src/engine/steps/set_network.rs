@@ -25,8 +25,9 @@ struct Entry {
     /// The lab peer whose network changes.
     peer: String,
     /// The new packet loss each direction, percent (0-100; 100 drops everything).
-    #[schemars(range(max = 100))]
-    loss_pct: u8,
+    /// Signed and wide so that any integer reaches the range check, which names the range.
+    #[schemars(range(min = 0, max = 100))]
+    loss_pct: i64,
 }
 
 /// A checked set_network step.
@@ -47,12 +48,12 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
     }
     let e: Entry = cx.parse(table)?;
     cx.peer("peer", &e.peer)?;
-    if e.loss_pct > 100 {
+    let Some(loss_pct) = crate::scenario::checked_loss_pct(e.loss_pct) else {
         return Err(cx.err("loss_pct", "must be between 0 and 100"));
-    }
+    };
     Ok(Arc::new(SetNetwork {
         peer: e.peer,
-        loss_pct: e.loss_pct,
+        loss_pct,
     }))
 }
 
