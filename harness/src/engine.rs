@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// How long a peer may take to start (a browser: driver, session, page, clock sync).
 pub const LAUNCH_DEADLINE: Duration = Duration::from_secs(90);
@@ -81,6 +82,9 @@ pub struct RunResult {
     pub media: BTreeMap<String, crate::peer::media::MediaCounters>,
     /// All events.
     pub timeline: Timeline,
+    /// Library log lines captured during the run: files and counts (None when no capture
+    /// is installed, e.g. in `cargo test`).
+    pub logs: Option<crate::logs::RunLogs>,
 }
 
 impl RunResult {
@@ -168,6 +172,22 @@ impl Engine {
         repetition: u32,
         on_step: &(dyn Fn(usize, &str) + Sync),
     ) -> RunResult {
+        // Library log lines of this run go to files of its own (see `crate::logs`).
+        let capture = crate::logs::begin(&self.log_dir, plan, repetition);
+        let mut result = self
+            .run_captured(plan, repetition, on_step)
+            .instrument(capture.span().clone())
+            .await;
+        capture.finish_into(&mut result, plan);
+        result
+    }
+
+    async fn run_captured(
+        &self,
+        plan: &Plan,
+        repetition: u32,
+        on_step: &(dyn Fn(usize, &str) + Sync),
+    ) -> RunResult {
         let wall = Instant::now();
         self.run_serial.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel::<RawEvent>();
@@ -190,6 +210,7 @@ impl Engine {
             media: BTreeMap::new(),
             stats: Vec::new(),
             timeline: Timeline::new(),
+            logs: None,
         };
 
         // The network lab first: the TURN server and the peers are placed in it.

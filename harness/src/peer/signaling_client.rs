@@ -6,6 +6,7 @@ use futures::{SinkExt, StreamExt};
 use rtc_signaling::protocol::{ClientMessage, ServerMessage};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
+use tracing::Instrument;
 
 /// A connected signaling client: send with [`SignalingClient::send`], receive from `incoming`.
 pub struct SignalingClient {
@@ -24,30 +25,36 @@ impl SignalingClient {
         let (mut sink, mut stream) = ws.split();
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMessage>();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(async move {
-            while let Some(m) = out_rx.recv().await {
-                let Ok(text) = serde_json::to_string(&m) else {
-                    continue;
-                };
-                if sink.send(Message::text(text)).await.is_err() {
-                    break;
+        let writer = tokio::spawn(
+            async move {
+                while let Some(m) = out_rx.recv().await {
+                    let Ok(text) = serde_json::to_string(&m) else {
+                        continue;
+                    };
+                    if sink.send(Message::text(text)).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = sink.close().await;
+            }
+            .in_current_span(),
+        );
+        let reader = tokio::spawn(
+            async move {
+                while let Some(msg) = stream.next().await {
+                    let parsed = match msg {
+                        Ok(Message::Text(t)) => serde_json::from_str::<ServerMessage>(&t)
+                            .map_err(|e| format!("unreadable signaling message {t:?}: {e}")),
+                        Ok(Message::Close(_)) | Err(_) => break,
+                        Ok(_) => continue,
+                    };
+                    if in_tx.send(parsed).is_err() {
+                        break;
+                    }
                 }
             }
-            let _ = sink.close().await;
-        });
-        let reader = tokio::spawn(async move {
-            while let Some(msg) = stream.next().await {
-                let parsed = match msg {
-                    Ok(Message::Text(t)) => serde_json::from_str::<ServerMessage>(&t)
-                        .map_err(|e| format!("unreadable signaling message {t:?}: {e}")),
-                    Ok(Message::Close(_)) | Err(_) => break,
-                    Ok(_) => continue,
-                };
-                if in_tx.send(parsed).is_err() {
-                    break;
-                }
-            }
-        });
+            .in_current_span(),
+        );
         Ok(Self {
             out: out_tx,
             incoming: in_rx,
