@@ -42,6 +42,7 @@ pub mod clock;
 pub mod engine;
 pub mod explain;
 pub mod lab;
+pub mod logs;
 pub mod matrix;
 pub mod metrics;
 pub mod payload;

@@ -146,17 +146,16 @@ struct BrowserArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(
-                    "warn,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_sctp=error,webrtc=error",
-                )
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // The harness's own warnings on stderr; library lines (webrtc-rs, ...) into files under the
+    // log folder, per scenario run and peer (see `rtc_harness::logs`).
+    let log_dir = match &cli.command {
+        Command::Run(a) => a.browsers.log_dir.clone(),
+        Command::Matrix(a) => a.browsers.log_dir.clone(),
+        Command::Check { .. } | Command::Schema => None,
+    }
+    .unwrap_or_else(rtc_harness::runner::default_log_dir);
+    rtc_harness::logs::init(Some(log_dir.join("outside-runs.log")));
     match cli.command {
         Command::Check { paths } => match load_all(&paths, None) {
             Ok(plans) => {
@@ -212,6 +211,22 @@ fn with_runtime(job: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     // Dropping the runtime drops the run: every process group is killed on drop.
     drop(rt);
     code
+}
+
+/// Library lines that no scenario run caught (start-up, shutdown), if any.
+fn print_outside_logs() {
+    if let Some(hub) = rtc_harness::logs::global() {
+        let (counts, path) = hub.outside();
+        if counts.total() > 0 {
+            eprintln!(
+                "logs: {} library lines outside scenario runs ({}){}",
+                counts.total(),
+                counts.describe(),
+                path.map(|p| format!(" -> {}", p.display()))
+                    .unwrap_or_default()
+            );
+        }
+    }
 }
 
 async fn start_harness(b: &BrowserArgs) -> Result<Harness, ExitCode> {
@@ -353,6 +368,7 @@ async fn matrix(args: MatrixArgs) -> ExitCode {
         runs.extend(cell_runs);
     }
     harness.shutdown().await;
+    print_outside_logs();
     let m = matrix::Matrix {
         template: template.name.clone(),
         kinds,
@@ -464,6 +480,7 @@ async fn run(args: RunArgs) -> ExitCode {
         }
     }
     harness.shutdown().await;
+    print_outside_logs();
     if let Err(code) = finish(out, &results, None) {
         return code;
     }

@@ -13,6 +13,11 @@ use crate::server::HarnessServer;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Where driver, TURN server and library logs go without `--log-dir`.
+pub fn default_log_dir() -> PathBuf {
+    std::env::temp_dir().join("rtc-harness-logs")
+}
+
 /// Settings that come from the command line or the environment.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -56,9 +61,7 @@ impl Harness {
     pub async fn start(opts: Options) -> std::io::Result<Self> {
         let server = Arc::new(HarnessServer::start().await?);
         let clock = Clock::start();
-        let log_dir = opts
-            .log_dir
-            .unwrap_or_else(|| std::env::temp_dir().join("rtc-harness-logs"));
+        let log_dir = opts.log_dir.unwrap_or_else(default_log_dir);
         let browser = |flavor: Arc<dyn Flavor>| {
             BrowserLauncher::new(flavor, server.clone(), log_dir.clone(), opts.browser_reuse)
         };

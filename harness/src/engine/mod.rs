@@ -30,6 +30,7 @@ use std::time::Duration;
 use steps::{Progress, Step};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// How long a peer may take to start (a browser: driver, session, page, clock sync).
 pub const LAUNCH_DEADLINE: Duration = Duration::from_secs(90);
@@ -91,6 +92,9 @@ pub struct RunResult {
     pub marks: Vec<Mark>,
     /// All events.
     pub timeline: Timeline,
+    /// Library log files and counts of this run (`None` when nothing captured them, e.g. under
+    /// `cargo test`).
+    pub logs: Option<crate::logs::RunLogs>,
 }
 
 /// A named point on the timeline (a `mark` step).
@@ -167,7 +171,23 @@ impl Engine {
     }
 
     /// Runs one scenario once. `on_step` is told `(index, description)` as each step starts.
+    /// Library log lines of the run go to files of its own (see [`crate::logs`]).
     pub async fn run(
+        &self,
+        plan: &Plan,
+        repetition: u32,
+        on_step: &(dyn Fn(usize, &str) + Sync),
+    ) -> RunResult {
+        let capture = crate::logs::begin(&self.log_dir, plan, repetition);
+        let mut result = self
+            .run_captured(plan, repetition, on_step)
+            .instrument(capture.span().clone())
+            .await;
+        capture.finish_into(&mut result, plan);
+        result
+    }
+
+    async fn run_captured(
         &self,
         plan: &Plan,
         repetition: u32,
@@ -287,6 +307,7 @@ impl RunResult {
             stats: Vec::new(),
             marks: Vec::new(),
             timeline: Timeline::new(),
+            logs: None,
         }
     }
 }

@@ -28,6 +28,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelState};
 use webrtc::peer_connection::Registry;
 use webrtc::peer_connection::{
@@ -231,29 +232,35 @@ impl PeerConnectionEventHandler for Handler {
         let sink = self.sink.clone();
         let connection = self.connection.clone();
         let received = self.received.clone();
-        tokio::spawn(async move {
-            let kind = track.kind().await.to_string().to_lowercase();
-            sink.emit(&connection, EventKind::TrackReceived { kind });
-            let first = {
-                let sink = sink.clone();
-                let connection = connection.clone();
-                move || sink.emit(&connection, EventKind::FirstVideoFrame)
-            };
-            media::count(track, received, first).await;
-        });
+        tokio::spawn(
+            async move {
+                let kind = track.kind().await.to_string().to_lowercase();
+                sink.emit(&connection, EventKind::TrackReceived { kind });
+                let first = {
+                    let sink = sink.clone();
+                    let connection = connection.clone();
+                    move || sink.emit(&connection, EventKind::FirstVideoFrame)
+                };
+                media::count(track, received, first).await;
+            }
+            .in_current_span(),
+        );
     }
 
     async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
         let sink = self.sink.clone();
         let connection = self.connection.clone();
         let channels = self.channels.clone();
-        tokio::spawn(async move {
-            let label = dc.label().await.unwrap_or_default();
-            if let Ok(mut c) = channels.lock() {
-                c.insert(label.clone(), dc.clone());
+        tokio::spawn(
+            async move {
+                let label = dc.label().await.unwrap_or_default();
+                if let Ok(mut c) = channels.lock() {
+                    c.insert(label.clone(), dc.clone());
+                }
+                read_channel(dc, label, sink, connection).await;
             }
-            read_channel(dc, label, sink, connection).await;
-        });
+            .in_current_span(),
+        );
     }
 }
 
@@ -379,9 +386,17 @@ impl Peer for Bot {
             .with_setting_engine(self.setting_engine())
             .with_handler(handler)
             .with_udp_addrs(vec![format!("{}:0", self.bind_ip)]);
-        if let Some(rt) = &self.runtime {
-            builder = builder.with_runtime(rt.clone());
-        }
+        // Every task webrtc-rs spawns for this connection runs in the peer's span (the
+        // current one: `connect` runs in it), so its log lines name this peer.
+        let runtime = match &self.runtime {
+            Some(rt) => rt.clone(),
+            None => webrtc::runtime::default_runtime()
+                .ok_or_else(|| PeerError::failed("webrtc-rs has no async runtime"))?,
+        };
+        builder = builder.with_runtime(Arc::new(crate::logs::runtime::SpanRuntime::new(
+            runtime,
+            tracing::Span::current(),
+        )));
         if !req.media.is_empty() {
             // Codecs and the default interceptors (RTCP reports, NACK) only when media flows,
             // so data-channel-only setups are measured as before.
@@ -428,15 +443,18 @@ impl Peer for Bot {
             let sink = self.sink.clone();
             let conn = req.connection.clone();
             let mut connected = connected_rx.clone();
-            add_task(tokio::spawn(async move {
-                // The negotiated payload type is known once connected.
-                if connected.wait_for(|c| *c).await.is_err() {
-                    return;
+            add_task(tokio::spawn(
+                async move {
+                    // The negotiated payload type is known once connected.
+                    if connected.wait_for(|c| *c).await.is_err() {
+                        return;
+                    }
+                    if let Err(e) = media::stream(out).await {
+                        sink.emit(&conn, EventKind::Error { message: e });
+                    }
                 }
-                if let Err(e) = media::stream(out).await {
-                    sink.emit(&conn, EventKind::Error { message: e });
-                }
-            }));
+                .in_current_span(),
+            ));
         }
         let _ = connected_rx.borrow_and_update();
         if req.role == Role::Offerer
@@ -450,12 +468,10 @@ impl Peer for Bot {
                 .lock()
                 .map_err(|_| PeerError::failed("poisoned"))?
                 .insert(label.clone(), dc.clone());
-            add_task(tokio::spawn(read_channel(
-                dc,
-                label.clone(),
-                self.sink.clone(),
-                req.connection.clone(),
-            )));
+            add_task(tokio::spawn(
+                read_channel(dc, label.clone(), self.sink.clone(), req.connection.clone())
+                    .in_current_span(),
+            ));
         }
 
         let session = match &self.signaling {
@@ -463,15 +479,18 @@ impl Peer for Bot {
             None => signaling::connector_for(req).join(&req.room).await,
         }
         .map_err(PeerError::failed)?;
-        add_task(tokio::spawn(negotiate(
-            pc.clone(),
-            session,
-            cand_rx,
-            gathered_rx,
-            renegotiate_rx,
-            req.clone(),
-            self.sink.clone(),
-        )));
+        add_task(tokio::spawn(
+            negotiate(
+                pc.clone(),
+                session,
+                cand_rx,
+                gathered_rx,
+                renegotiate_rx,
+                req.clone(),
+                self.sink.clone(),
+            )
+            .in_current_span(),
+        ));
         Ok(())
     }
 
@@ -771,7 +790,7 @@ async fn negotiate(
                                         if let Err(e) = media::stream(out).await {
                                             sink.emit(&conn, EventKind::Error { message: e });
                                         }
-                                    });
+                                    }.in_current_span());
                                 }
                                 add_pending(&pc, &mut pending_remote).await
                             }

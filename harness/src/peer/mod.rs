@@ -13,6 +13,7 @@ pub mod browser;
 pub mod media;
 mod process;
 pub mod signaling;
+pub mod traced;
 
 use crate::clock::Clock;
 use crate::scenario::{PeerKind, PeerPlan};
@@ -240,7 +241,9 @@ pub struct Launchers {
 impl Launchers {
     /// Registers the launcher for a kind.
     pub fn with(mut self, kind: PeerKind, launcher: Arc<dyn Launcher>) -> Self {
-        self.by_kind.insert(kind, launcher);
+        // Each peer's calls in its own tracing span, so library lines name their peer.
+        self.by_kind
+            .insert(kind, Arc::new(traced::TracedLauncher(launcher)));
         self
     }
 

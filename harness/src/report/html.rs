@@ -433,6 +433,41 @@ fn explanations(r: &RunResult) -> String {
 
 fn logs(r: &RunResult) -> String {
     let mut out = String::new();
+    if let Some(l) = &r.logs {
+        out.push_str(&format!(
+            "<li>library log: {} line{}{}: <a href=\"file://{}\">{}</a>{}</li>",
+            l.lines,
+            if l.lines == 1 { "" } else { "s" },
+            if l.lines > 0 {
+                format!(" ({})", esc(&l.counts.describe()))
+            } else {
+                String::new()
+            },
+            esc(&l.file),
+            esc(&l.file),
+            l.error
+                .as_ref()
+                .map(|e| format!(" (incomplete: {})", esc(e)))
+                .unwrap_or_default()
+        ));
+        for (peer, file) in &l.peer_files {
+            let counts = l.by_peer.get(peer).copied().unwrap_or_default();
+            out.push_str(&format!(
+                "<li>{} library log: {}: <a href=\"file://{}\">{}</a></li>",
+                esc(peer),
+                esc(&counts.describe()),
+                esc(file),
+                esc(file)
+            ));
+        }
+        for (peer, lines) in &l.last {
+            out.push_str(&format!(
+                "<li>{} last library ERROR/WARN lines:<pre>{}</pre></li>",
+                esc(peer),
+                esc(&lines.join("\n"))
+            ));
+        }
+    }
     for p in &r.peers {
         if let Some(log) = &p.driver_log {
             out.push_str(&format!(

@@ -36,7 +36,30 @@ fn case(name: String, classname: &str, r: &RunResult) -> TestCase {
     c.set_classname(classname.to_string());
     c.set_time(Duration::from_secs_f64(r.wall_ms.max(0.0) / 1000.0));
     c.set_system_out(timelines(r));
+    if let Some(logs) = &r.logs {
+        c.set_system_err(library_logs(logs));
+    }
     c
+}
+
+/// The run's library log: counts, files, and each peer's last ERROR/WARN lines.
+fn library_logs(logs: &crate::logs::RunLogs) -> String {
+    let mut out = format!(
+        "{}
+",
+        logs.summary_line()
+    );
+    for (peer, file) in &logs.peer_files {
+        let counts = logs.by_peer.get(peer).copied().unwrap_or_default();
+        out.push_str(&format!("{peer}: {} -> {file}\n", counts.describe()));
+    }
+    for (peer, lines) in &logs.last {
+        out.push_str(&format!("last ERROR/WARN lines of {peer}:\n"));
+        for l in lines {
+            out.push_str(&format!("  {l}\n"));
+        }
+    }
+    out
 }
 
 /// A report with one suite, one case per run.
@@ -117,6 +140,7 @@ mod tests {
             stats: Default::default(),
             marks: Vec::new(),
             timeline,
+            logs: None,
         }
     }
 

@@ -161,6 +161,9 @@ pub fn render_run(r: &RunResult) -> String {
             }
         }
     }
+    if let Some(logs) = r.logs.as_ref().filter(|l| l.lines > 0 || l.error.is_some()) {
+        out.push_str(&format!("      {}\n", logs.summary_line()));
+    }
     if r.verdict == Verdict::Fail && !r.failures.is_empty() {
         for f in &r.failures {
             out.push_str(&format!("      expected vs observed: {f}\n"));

@@ -145,6 +145,8 @@ impl Reporter for Terminal {
                 if let Some(b) = &self.bar {
                     b.set_length(total);
                     b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                    // The harness's own warnings are printed around the bar.
+                    crate::logs::terminal::set_progress_bar(b);
                 }
             }
             Event::ScenarioStarted { n, label } => match &self.bar {
@@ -174,6 +176,7 @@ impl Reporter for Terminal {
                 ..
             } => {
                 if let Some(b) = &self.bar {
+                    crate::logs::terminal::clear_progress_bar();
                     b.finish_and_clear();
                 }
                 if let Some(m) = matrix {

@@ -15,6 +15,7 @@ use futures::{SinkExt, StreamExt};
 use rtc_signaling::protocol::{ClientMessage, ServerMessage};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
+use tracing::Instrument;
 
 /// Joins rooms of an `rtc-signaling` server.
 #[derive(Debug, Clone)]
@@ -60,35 +61,41 @@ impl RtcSignalingSession {
         let (mut sink, mut stream) = ws.split();
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMessage>();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(async move {
-            while let Some(m) = out_rx.recv().await {
-                let Ok(text) = serde_json::to_string(&m) else {
-                    continue;
-                };
-                if sink.send(Message::text(text)).await.is_err() {
-                    break;
+        let writer = tokio::spawn(
+            async move {
+                while let Some(m) = out_rx.recv().await {
+                    let Ok(text) = serde_json::to_string(&m) else {
+                        continue;
+                    };
+                    if sink.send(Message::text(text)).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = sink.close().await;
+            }
+            .in_current_span(),
+        );
+        let reader = tokio::spawn(
+            async move {
+                while let Some(msg) = stream.next().await {
+                    let event = match msg {
+                        Ok(Message::Text(t)) => match serde_json::from_str::<ServerMessage>(&t) {
+                            Ok(m) => event_of(m),
+                            Err(e) => SignalingEvent::Error(SignalingError::Unreadable {
+                                text: t.to_string(),
+                                reason: e.to_string(),
+                            }),
+                        },
+                        Ok(Message::Close(_)) | Err(_) => break,
+                        Ok(_) => continue,
+                    };
+                    if in_tx.send(event).is_err() {
+                        break;
+                    }
                 }
             }
-            let _ = sink.close().await;
-        });
-        let reader = tokio::spawn(async move {
-            while let Some(msg) = stream.next().await {
-                let event = match msg {
-                    Ok(Message::Text(t)) => match serde_json::from_str::<ServerMessage>(&t) {
-                        Ok(m) => event_of(m),
-                        Err(e) => SignalingEvent::Error(SignalingError::Unreadable {
-                            text: t.to_string(),
-                            reason: e.to_string(),
-                        }),
-                    },
-                    Ok(Message::Close(_)) | Err(_) => break,
-                    Ok(_) => continue,
-                };
-                if in_tx.send(event).is_err() {
-                    break;
-                }
-            }
-        });
+            .in_current_span(),
+        );
         Ok(Self {
             out: out_tx,
             incoming: in_rx,
