@@ -14,7 +14,7 @@ const DTLS_RETRANSMIT_MS: f64 = 1000.0;
 const SCTP_DELAYED_ACK_MS: f64 = 200.0;
 
 /// What the explanation needs to know about a peer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Subject<'a> {
     /// Kind.
     pub kind: PeerKind,

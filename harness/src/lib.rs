@@ -15,6 +15,7 @@
 //! | peers → one timeline | [`timeline`], [`clock`] |
 //! | timeline → verdict and metrics | [`verdict`], [`metrics`] |
 //! | results → table and JSON | [`report`] |
+//! | a scenario folder → `cargo test` (with your own peer kinds) | [`testing`] |
 //!
 //! ```
 //! let plan = rtc_harness::scenario::parse(std::path::Path::new("x.toml"), r#"
@@ -47,6 +48,7 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod server;
+pub mod testing;
 pub mod timeline;
 pub mod turn;
 pub mod verdict;
