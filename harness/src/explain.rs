@@ -36,7 +36,7 @@ const DTLS_RETRANSMIT_MS: f64 = 1000.0;
 pub const NOTABLE_MS: f64 = 100.0;
 
 /// What the explanation needs to know about a peer in one connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Subject<'a> {
     /// Peer id.
     pub peer: &'a str,

@@ -18,6 +18,7 @@
 //! | peers → one timeline | [`timeline`], [`clock`] |
 //! | timeline → verdict and metrics | [`engine::judge`], [`verdict`], [`metrics`], [`explain`] |
 //! | results → table, JSON, JUnit, Markdown, HTML | [`report`], [`matrix`] |
+//! | a scenario folder → `cargo test` (with your own peer kinds) | [`testing`] |
 //!
 //! ```
 //! let plan = rtc_harness::scenario::parse(std::path::Path::new("x.toml"), r#"
@@ -51,6 +52,7 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod server;
+pub mod testing;
 pub mod timeline;
 pub mod turn;
 pub mod verdict;

@@ -103,7 +103,7 @@ struct OutputArgs {
 #[derive(clap::Args)]
 struct MatrixArgs {
     /// Peer kinds, comma-separated: every ordered (offerer, answerer) pair is one cell.
-    #[arg(long, value_delimiter = ',', default_value = "bot,chromium,firefox")]
+    #[arg(long, value_delimiter = ',', default_value = "bot,chromium,firefox", value_parser = built_in_kind)]
     peers: Vec<PeerKind>,
     /// Template scenario with peers `offerer` and `answerer` (default: the built-in one).
     #[arg(long, value_name = "FILE")]
@@ -121,6 +121,19 @@ struct MatrixArgs {
     outputs: OutputArgs,
     #[command(flatten)]
     browsers: BrowserArgs,
+}
+
+/// A kind the command line has a launcher for: one of [`PeerKind::BUILT_IN`].
+fn built_in_kind(s: &str) -> Result<PeerKind, String> {
+    let kind: PeerKind = s.parse()?;
+    if PeerKind::BUILT_IN.contains(&kind) {
+        Ok(kind)
+    } else {
+        Err(format!(
+            "no launcher for peer kind {s:?} here (kinds: bot, chromium, firefox; a crate's own \
+             kinds run through rtc_harness::testing)"
+        ))
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -237,6 +250,7 @@ async fn start_harness(b: &BrowserArgs) -> Result<Harness, ExitCode> {
         firefox: b.firefox.clone(),
         log_dir: b.log_dir.clone(),
         browser_reuse: !b.no_browser_reuse,
+        ..Options::default()
     })
     .await
     .map_err(|e| {
@@ -357,14 +371,14 @@ async fn matrix(args: MatrixArgs) -> ExitCode {
     let mut cells = Vec::new();
     let mut n = 0;
     for (o, a) in &pairs {
-        let plan = matrix::instantiate(&template, *o, *a);
+        let plan = matrix::instantiate(&template, o.clone(), a.clone());
         let mut cell_runs = Vec::new();
         for rep in 1..=args.repeat {
             n += 1;
             let label = format!("{} (run {rep}/{})", plan.name, args.repeat);
             cell_runs.push(run_reported(&harness, &plan, rep, n, &label, &out).await);
         }
-        cells.push(matrix::cell(*o, *a, &cell_runs));
+        cells.push(matrix::cell(o.clone(), a.clone(), &cell_runs));
         runs.extend(cell_runs);
     }
     harness.shutdown().await;

@@ -49,17 +49,17 @@ pub fn instantiate(template: &Plan, offerer: PeerKind, answerer: PeerKind) -> Pl
     );
     for p in &mut plan.peers {
         let kind = match p.id.as_str() {
-            "offerer" => offerer,
-            "answerer" => answerer,
+            "offerer" => offerer.clone(),
+            "answerer" => answerer.clone(),
             _ => continue,
         };
-        p.kind = kind;
         if kind != PeerKind::Bot {
             p.timers = Default::default();
         }
         if !kind.is_browser() {
             p.fresh_browser = false;
         }
+        p.kind = kind;
     }
     plan
 }
@@ -68,7 +68,7 @@ pub fn instantiate(template: &Plan, offerer: PeerKind, answerer: PeerKind) -> Pl
 pub fn pairs(kinds: &[PeerKind]) -> Vec<(PeerKind, PeerKind)> {
     kinds
         .iter()
-        .flat_map(|o| kinds.iter().map(move |a| (*o, *a)))
+        .flat_map(|o| kinds.iter().map(move |a| (o.clone(), a.clone())))
         .collect()
 }
 
@@ -136,10 +136,10 @@ pub fn cell(offerer: PeerKind, answerer: PeerKind, runs: &[RunResult]) -> Cell {
 }
 
 impl Matrix {
-    fn get(&self, o: PeerKind, a: PeerKind) -> Option<&Cell> {
+    fn get(&self, o: &PeerKind, a: &PeerKind) -> Option<&Cell> {
         self.cells
             .iter()
-            .find(|c| c.offerer == o && c.answerer == a)
+            .find(|c| &c.offerer == o && &c.answerer == a)
     }
 
     fn label(c: &Cell) -> String {
@@ -165,7 +165,7 @@ impl Matrix {
         for o in &self.kinds {
             out.push_str(&format!("{:<w$}", o.as_str()));
             for a in &self.kinds {
-                let l = self.get(*o, *a).map(Self::label).unwrap_or_default();
+                let l = self.get(o, a).map(Self::label).unwrap_or_default();
                 out.push_str(&format!(" {l:<w$}"));
             }
             out.push('\n');
@@ -199,7 +199,7 @@ impl Matrix {
             out.push_str(&format!("| **{}** |", o.as_str()));
             for a in &self.kinds {
                 let l = self
-                    .get(*o, *a)
+                    .get(o, a)
                     .map(|c| {
                         let icon = if c.ok() { "✅" } else { "❌" };
                         format!("{icon} {}", Self::label(c))

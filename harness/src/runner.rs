@@ -1,5 +1,5 @@
 //! Wiring for a run: the harness server, the launchers of every peer kind, the engine.
-//! Both the CLI and the `cargo test` scenario suite start here.
+//! Both the CLI and the `cargo test` scenario suites ([`crate::testing`]) start here.
 
 use crate::clock::Clock;
 use crate::engine::Engine;
@@ -33,6 +33,9 @@ pub struct Options {
     pub log_dir: Option<PathBuf>,
     /// Reuse browser instances from one scenario to the next (default true).
     pub browser_reuse: bool,
+    /// Launchers for kinds of the caller's own ([`PeerKind::Custom`]), added to the built-in
+    /// ones; one registered for a built-in kind replaces the built-in launcher.
+    pub launchers: Launchers,
 }
 
 impl Default for Options {
@@ -44,6 +47,7 @@ impl Default for Options {
             firefox: None,
             log_dir: None,
             browser_reuse: true,
+            launchers: Launchers::default(),
         }
     }
 }
@@ -76,7 +80,8 @@ impl Harness {
         let launchers = Launchers::default()
             .with(PeerKind::Bot, Arc::new(BotLauncher::default()))
             .with(PeerKind::Chromium, Arc::new(chromium.clone()))
-            .with(PeerKind::Firefox, Arc::new(firefox.clone()));
+            .with(PeerKind::Firefox, Arc::new(firefox.clone()))
+            .extend(&opts.launchers);
         let engine = Engine::new(launchers, server.signaling_url(), clock, log_dir.clone());
         Ok(Self {
             _server: server,

@@ -11,6 +11,10 @@ const REGENERATE: &str = "regenerate it with `cargo run -p rtc-harness --bin rtc
 /// `tests/bad-scenarios/` must fail validation (a new bad file is a shape error until listed
 /// here).
 const NOT_SHAPE_ERRORS: &[(&str, &str)] = &[
+    (
+        "unknown-kind.toml",
+        "peer kinds are open (a user crate registers its own): whether a launcher exists for the kind is known at run time only",
+    ),
     ("syntax-error.toml", "not TOML at all: nothing to validate"),
     (
         "connect-without-channel.toml",

@@ -103,11 +103,15 @@ impl RunSetup {
         }
         let launches = plan.peers.iter().map(|p| {
             let sink = EventSink::new(engine.clock, p.id.clone(), tx.clone());
-            let launcher = engine.launchers.get(p.kind).cloned();
+            let launcher = engine.launchers.get(&p.kind).cloned();
             let host = setup.lab.as_ref().and_then(|l| l.host(&p.id));
+            let kinds = engine.launchers.names();
             async move {
                 let launcher = launcher.ok_or_else(|| {
-                    PeerError::failed(format!("no launcher for kind {:?}", p.kind.as_str()))
+                    PeerError::failed(format!(
+                        "no launcher for peer kind {:?} (kinds: {kinds})",
+                        p.kind.as_str()
+                    ))
                 })?;
                 tokio::time::timeout(LAUNCH_DEADLINE, launcher.launch(p, sink, host.as_ref()))
                     .await

@@ -146,6 +146,12 @@ impl Engine {
         }
     }
 
+    /// The peer kinds this engine has launchers for, sorted by name (load scenarios for it
+    /// with [`crate::scenario::load_with_kinds`]).
+    pub fn kinds(&self) -> Vec<crate::scenario::PeerKind> {
+        self.launchers.kinds()
+    }
+
     /// Whether every kind the plan needs is installed; the error names what is missing.
     pub fn check_kinds(&self, plan: &Plan) -> Result<(), PeerError> {
         if plan.ice.needs_coturn() {
@@ -157,12 +163,13 @@ impl Engine {
             })?;
         }
         for kind in plan.kinds() {
-            match self.launchers.get(kind) {
+            match self.launchers.get(&kind) {
                 Some(l) => l.check()?,
                 None => {
                     return Err(PeerError::failed(format!(
-                        "no launcher for peer kind {:?}",
-                        kind.as_str()
+                        "no launcher for peer kind {:?} (kinds: {})",
+                        kind.as_str(),
+                        self.launchers.names()
                     )));
                 }
             }
@@ -494,7 +501,7 @@ fn explanations(
                 peer: p,
                 remote: c.other(p).unwrap_or_default(),
                 connection: &c.id,
-                kind: pp.kind,
+                kind: pp.kind.clone(),
                 timers: pp.timers,
                 offerer: *p == c.offerer,
                 timeline: judged,

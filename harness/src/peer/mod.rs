@@ -134,7 +134,7 @@ pub struct SendRequest {
 pub struct PeerInfo {
     /// Peer id.
     pub id: String,
-    /// Kind name (`bot`, `chromium`, `firefox`).
+    /// Kind name (`bot`, `chromium`, `firefox`, or a user kind's).
     pub kind: String,
     /// Implementation and version, e.g. `webrtc-rs 0.21.1` or `chrome 156.0.8078.73`.
     pub product: String,
@@ -238,8 +238,16 @@ pub struct Launchers {
     by_kind: HashMap<PeerKind, Arc<dyn Launcher>>,
 }
 
+impl std::fmt::Debug for Launchers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launchers")
+            .field("kinds", &self.kinds())
+            .finish()
+    }
+}
+
 impl Launchers {
-    /// Registers the launcher for a kind.
+    /// Registers the launcher for a kind (replacing an earlier one for that kind).
     pub fn with(mut self, kind: PeerKind, launcher: Arc<dyn Launcher>) -> Self {
         // Each peer's calls in its own tracing span, so library lines name their peer.
         self.by_kind
@@ -247,9 +255,33 @@ impl Launchers {
         self
     }
 
+    /// Adds every launcher of `other`; for a kind both have, `other`'s wins.
+    pub fn extend(mut self, other: &Launchers) -> Self {
+        for (k, l) in &other.by_kind {
+            self.by_kind.insert(k.clone(), l.clone());
+        }
+        self
+    }
+
     /// The launcher for a kind.
-    pub fn get(&self, kind: PeerKind) -> Option<&Arc<dyn Launcher>> {
-        self.by_kind.get(&kind)
+    pub fn get(&self, kind: &PeerKind) -> Option<&Arc<dyn Launcher>> {
+        self.by_kind.get(kind)
+    }
+
+    /// The kinds registered, sorted by name.
+    pub fn kinds(&self) -> Vec<PeerKind> {
+        let mut k: Vec<PeerKind> = self.by_kind.keys().cloned().collect();
+        k.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        k
+    }
+
+    /// The kinds' names, comma-separated (for error messages).
+    pub fn names(&self) -> String {
+        self.kinds()
+            .iter()
+            .map(PeerKind::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

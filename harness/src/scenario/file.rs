@@ -156,9 +156,14 @@ pub enum TurnTransport {
     Tcp,
 }
 
-/// Which implementation drives a peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
+/// Which implementation drives a peer: one of the built-in kinds, or a kind a user crate
+/// registers a launcher for ([`crate::runner::Options::launchers`]).
+///
+/// Written in scenario files as a string (`kind = "bot"`, `kind = "my-endpoint"`). A name that
+/// is not built in parses as [`PeerKind::Custom`]; whether a launcher exists for it is checked
+/// when the scenario is loaded for a harness ([`crate::scenario::load_with_kinds`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum PeerKind {
     /// An in-process webrtc-rs (`webrtc` crate) peer connection.
     Bot,
@@ -166,21 +171,34 @@ pub enum PeerKind {
     Chromium,
     /// Headless Firefox driven by geckodriver over WebDriver.
     Firefox,
+    /// A kind of the user's own: an ASCII name of lowercase letters, digits and `-`, starting
+    /// with a letter (never one of the built-in names).
+    Custom(String),
 }
 
 impl PeerKind {
+    /// The kinds every harness has a launcher for.
+    pub const BUILT_IN: [PeerKind; 3] = [PeerKind::Bot, PeerKind::Chromium, PeerKind::Firefox];
+
     /// The name used in scenario files.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             PeerKind::Bot => "bot",
             PeerKind::Chromium => "chromium",
             PeerKind::Firefox => "firefox",
+            PeerKind::Custom(name) => name,
         }
     }
 
-    /// Whether this kind is a browser driven over WebDriver.
-    pub fn is_browser(self) -> bool {
+    /// Whether this kind is a browser driven over WebDriver (built-in browsers only).
+    pub fn is_browser(&self) -> bool {
         matches!(self, PeerKind::Chromium | PeerKind::Firefox)
+    }
+}
+
+impl std::fmt::Display for PeerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -192,10 +210,55 @@ impl std::str::FromStr for PeerKind {
             "bot" => Ok(PeerKind::Bot),
             "chromium" => Ok(PeerKind::Chromium),
             "firefox" => Ok(PeerKind::Firefox),
-            other => Err(format!(
-                "unknown peer kind {other:?} (kinds: bot, chromium, firefox)"
-            )),
+            other => {
+                let mut chars = other.chars();
+                let well_formed = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+                    && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && other.len() <= 64;
+                if well_formed {
+                    Ok(PeerKind::Custom(other.to_string()))
+                } else {
+                    Err(format!(
+                        "peer kind {other:?} is not a kind name (built-in: bot, chromium, \
+                         firefox; others: lowercase ASCII letters, digits and '-', starting \
+                         with a letter, at most 64 characters)"
+                    ))
+                }
+            }
         }
+    }
+}
+
+impl TryFrom<String> for PeerKind {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<PeerKind> for String {
+    fn from(k: PeerKind) -> String {
+        match k {
+            PeerKind::Custom(name) => name,
+            other => other.as_str().to_string(),
+        }
+    }
+}
+
+impl JsonSchema for PeerKind {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PeerKind".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Which implementation drives a peer: `bot`, `chromium`, `firefox`, \
+                or a kind a launcher was registered for by the crate running the scenarios.",
+            "type": "string",
+            "pattern": "^[a-z][a-z0-9-]{0,63}$",
+            "examples": ["bot", "chromium", "firefox"]
+        })
     }
 }
 

@@ -79,19 +79,56 @@ pub enum LoadError {
     Invalid(#[from] ScenarioError),
 }
 
-/// Reads and checks one scenario file.
+/// Reads and checks one scenario file whose peers are of the built-in kinds
+/// ([`PeerKind::BUILT_IN`]); [`load_with_kinds`] accepts others.
 pub fn load(path: &Path) -> Result<Plan, LoadError> {
+    load_with_kinds(path, &PeerKind::BUILT_IN)
+}
+
+/// Reads and checks one scenario file; every peer's kind must be one of `kinds` (the kinds the
+/// harness has launchers for, e.g. [`crate::engine::Engine::kinds`]). Another kind is an error
+/// at the peer's `kind` key that names the kinds there are.
+pub fn load_with_kinds(path: &Path, kinds: &[PeerKind]) -> Result<Plan, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
         path: path.to_owned(),
         source,
     })?;
-    Ok(parse(path, &text)?)
+    Ok(parse_with_kinds(path, &text, kinds)?)
 }
 
-/// Checks scenario text; `path` is only used in errors and in the plan.
+/// Checks scenario text whose peers are of the built-in kinds; `path` is only used in errors
+/// and in the plan.
 pub fn parse(path: &Path, text: &str) -> Result<Plan, ScenarioError> {
+    parse_with_kinds(path, text, &PeerKind::BUILT_IN)
+}
+
+/// Checks scenario text; every peer's kind must be one of `kinds` (see [`load_with_kinds`]).
+pub fn parse_with_kinds(
+    path: &Path,
+    text: &str,
+    kinds: &[PeerKind],
+) -> Result<Plan, ScenarioError> {
     let raw = deserialize(path, text)?;
-    plan::build(path, text, raw)
+    let plan = plan::build(path, text, raw)?;
+    if let Some((i, p)) = plan
+        .peers
+        .iter()
+        .enumerate()
+        .find(|(_, p)| !kinds.contains(&p.kind))
+    {
+        let mut names: Vec<&str> = kinds.iter().map(PeerKind::as_str).collect();
+        names.sort_unstable();
+        names.dedup();
+        return Err(Checker::new(path, text).err(
+            &[Seg::Key("peers"), Seg::Index(i), Seg::Key("kind")],
+            format!(
+                "no launcher for peer kind {:?} (kinds: {})",
+                p.kind.as_str(),
+                names.join(", ")
+            ),
+        ));
+    }
+    Ok(plan)
 }
 
 fn deserialize(path: &Path, text: &str) -> Result<file::ScenarioFile, ScenarioError> {

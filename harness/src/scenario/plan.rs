@@ -49,7 +49,7 @@ pub struct Plan {
 impl Plan {
     /// The peer kinds this scenario needs.
     pub fn kinds(&self) -> HashSet<PeerKind> {
-        self.peers.iter().map(|p| p.kind).collect()
+        self.peers.iter().map(|p| p.kind.clone()).collect()
     }
 }
 
@@ -237,7 +237,16 @@ pub(crate) struct Checker<'a> {
     doc: Option<toml_edit::Document<String>>,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    /// A checker for `text`, the contents of `path`.
+    pub(crate) fn new(path: &'a Path, text: &'a str) -> Self {
+        Self {
+            path,
+            text,
+            doc: toml_edit::Document::parse(text.to_owned()).ok(),
+        }
+    }
+
     /// An error pointing at the value (or, if absent, the closest enclosing table) of `segs`.
     pub(crate) fn err(&self, segs: &[Seg<'_>], message: impl Into<String>) -> ScenarioError {
         let span = self.doc.as_ref().and_then(|d| locate(d, segs));
@@ -313,11 +322,7 @@ fn locate(doc: &toml_edit::Document<String>, segs: &[Seg<'_>]) -> Option<Range<u
 }
 
 pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, ScenarioError> {
-    let c = Checker {
-        path,
-        text,
-        doc: toml_edit::Document::parse(text.to_owned()).ok(),
-    };
+    let c = Checker::new(path, text);
 
     if raw.name.trim().is_empty() {
         return Err(c.err(&[Seg::Key("name")], "must not be empty"));
@@ -573,7 +578,7 @@ fn check_peers(c: &Checker<'_>, raw: &[PeerEntry]) -> Result<Vec<PeerPlan>, Scen
         }
         out.push(PeerPlan {
             id: p.id.clone(),
-            kind: p.kind,
+            kind: p.kind.clone(),
             timers,
             fresh_browser: p.fresh_browser.unwrap_or(false),
         });

@@ -133,3 +133,70 @@ peer = "b"
         assert_eq!(e.message, "peer \"b\" was closed by an earlier step");
     }
 }
+
+const CUSTOM_KIND: &str = r#"
+name = "own kind"
+[[peers]]
+id = "mine"
+kind = "my-endpoint"
+[[peers]]
+id = "bot"
+kind = "bot"
+"#;
+
+#[test]
+fn a_kind_of_ones_own_loads_only_where_a_launcher_is_registered_for_it() {
+    let mine = PeerKind::Custom("my-endpoint".into());
+    let kinds = [PeerKind::Bot, mine.clone()];
+    let plan = parse_with_kinds(Path::new("s.toml"), CUSTOM_KIND, &kinds).unwrap();
+    assert_eq!(plan.peers[0].kind, mine);
+    assert_eq!(plan.peers[0].kind.as_str(), "my-endpoint");
+    let err = parse(Path::new("s.toml"), CUSTOM_KIND).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "s.toml:5:8: key `peers[0].kind`: no launcher for peer kind \"my-endpoint\" (kinds: bot, chromium, firefox)"
+    );
+}
+
+#[test]
+fn bot_and_browser_keys_stay_on_their_kinds() {
+    let kinds = [PeerKind::Bot, PeerKind::Custom("my-endpoint".into())];
+    for (key, expected) in [
+        (
+            "ice_check_interval_ms = 5",
+            "ICE timers can only be set on kind \"bot\"",
+        ),
+        (
+            "fresh_browser = true",
+            "fresh_browser only applies to browser kinds",
+        ),
+    ] {
+        let text = CUSTOM_KIND.replace(
+            "kind = \"my-endpoint\"",
+            &format!("kind = \"my-endpoint\"\n{key}"),
+        );
+        let err = parse_with_kinds(Path::new("s.toml"), &text, &kinds).unwrap_err();
+        assert!(err.message.contains(expected), "{key}: {err}");
+    }
+}
+
+#[test]
+fn peer_kinds_are_strings_in_files_reports_and_the_schema() {
+    for (name, kind) in [
+        ("bot", PeerKind::Bot),
+        ("firefox", PeerKind::Firefox),
+        ("my-endpoint", PeerKind::Custom("my-endpoint".into())),
+    ] {
+        assert_eq!(name.parse::<PeerKind>().unwrap(), kind);
+        assert_eq!(
+            serde_json::to_value(&kind).unwrap(),
+            serde_json::json!(name)
+        );
+        assert_eq!(kind.to_string(), name);
+    }
+    for bad in ["", "Bot", "1st", "a b", "x_y"] {
+        assert!(bad.parse::<PeerKind>().is_err(), "{bad:?}");
+    }
+    let schema = schemars::schema_for!(PeerKind);
+    assert_eq!(schema.get("type"), Some(&serde_json::json!("string")));
+}
