@@ -130,9 +130,7 @@ struct Times<'a> {
 impl Times<'_> {
     fn first(&self, peer: &str, pred: impl Fn(&EventKind) -> bool) -> Option<f64> {
         self.timeline
-            .of_peer(peer)
-            .find(|e| e.connection == self.connection && pred(&e.event))
-            .map(|e| e.t_ms)
+            .first_time(crate::timeline::Endpoint::new(peer, self.connection), pred)
     }
 
     fn state(&self, peer: &str, machine: StateMachine, states: &[&str]) -> Option<f64> {
