@@ -33,10 +33,10 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelState};
 use webrtc::peer_connection::Registry;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceConnectionState, RTCIceGatheringState,
-    RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceErrorEvent, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, RTCSessionDescription, RTCSignalingState, RTCStatsReportEntry,
-    SettingEngineBuilder, StatsSelector, register_default_interceptors,
+    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceCandidateType, RTCIceConnectionState,
+    RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceErrorEvent,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, RTCSignalingState,
+    RTCStatsReportEntry, SettingEngineBuilder, StatsSelector, register_default_interceptors,
 };
 
 /// webrtc-rs version this harness is built against.
@@ -531,6 +531,9 @@ impl Peer for Bot {
 
     async fn selected_pair(&self, connection: &str) -> Result<Option<(String, String)>, PeerError> {
         let conn = self.connection(connection)?;
+        if let Some(pair) = self.transport_selected_pair(&conn).await {
+            return Ok(Some(pair));
+        }
         let report = conn
             .pc
             .get_stats(std::time::Instant::now(), StatsSelector::None)
@@ -563,8 +566,15 @@ impl Peer for Bot {
                 _ => None,
             }
         };
-        Ok(kind(&pair.local_candidate_id, "RTCLocalIceCandidate")
-            .zip(kind(&pair.remote_candidate_id, "RTCRemoteIceCandidate")))
+        // A remote candidate missing from the remote-candidate stats was learned from a check
+        // (webrtc-rs lists only signalled ones): peer-reflexive, RFC 8445 section 7.3.1.3.
+        Ok(
+            kind(&pair.local_candidate_id, "RTCLocalIceCandidate").map(|local| {
+                let remote = kind(&pair.remote_candidate_id, "RTCRemoteIceCandidate")
+                    .unwrap_or_else(|| RTCIceCandidateType::Prflx.to_string());
+                (local, remote)
+            }),
+        )
     }
 
     async fn stats(&self, connection: &str) -> Result<Vec<serde_json::Value>, PeerError> {
@@ -670,6 +680,34 @@ impl Bot {
         rx.await
             .map_err(|_| PeerError::failed(format!("{name}: negotiation task gone")))?
             .map_err(|e| PeerError::failed(format!("{name}: {e}")))
+    }
+
+    /// The ICE transport's selected pair (W3C `RTCIceTransport.getSelectedCandidatePair()`),
+    /// reached through the SCTP transport, so only on connections with a data channel.
+    ///
+    /// A remote candidate learned from a check is peer-reflexive (RFC 8445 section 7.3.1.3).
+    /// When the same transport address is signalled later, libwebrtc replaces the prflx
+    /// candidate with the signalled one and reports its type; webrtc-rs keeps prflx. To compare
+    /// the stacks on the path and not on which of signaling and the first check came first,
+    /// this reports the signalled candidate's type when one has the prflx candidate's protocol,
+    /// address and port.
+    async fn transport_selected_pair(&self, conn: &BotConnection) -> Option<(String, String)> {
+        let ice = conn.pc.sctp().await?.transport().ice_transport();
+        let pair = ice.get_selected_candidate_pair().await.ok()??;
+        let (local, remote) = (pair.local(), pair.remote());
+        let mut remote_type = remote.typ;
+        if remote_type == RTCIceCandidateType::Prflx {
+            let signalled = ice.get_remote_candidates().await.unwrap_or_default();
+            if let Some(c) = signalled.iter().find(|c| {
+                c.typ != RTCIceCandidateType::Prflx
+                    && c.protocol == remote.protocol
+                    && c.address == remote.address
+                    && c.port == remote.port
+            }) {
+                remote_type = c.typ;
+            }
+        }
+        Some((local.typ.to_string(), remote_type.to_string()))
     }
 
     fn connection(&self, id: &str) -> Result<Arc<BotConnection>, PeerError> {
