@@ -46,6 +46,18 @@ pub struct PeerMetrics {
     pub first_message_ms: Option<f64>,
     /// connected → first whole video frame at this peer (browsers: first painted frame).
     pub first_frame_ms: Option<f64>,
+    /// The fault → this peer's next connectionState `disconnected`. The fault is the first,
+    /// after this peer was connected, of: the other peer of the connection killed (`kill`), or
+    /// either peer's link set to loss 100 (`set_network`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault_to_disconnected_ms: Option<f64>,
+    /// The fault (as above) → this peer's next connectionState `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault_to_failed_ms: Option<f64>,
+    /// The restore (the faulted peer's next `set_network` with loss below 100 after the
+    /// fault) → this peer's next connectionState `connected`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_to_connected_ms: Option<f64>,
 }
 
 impl PeerMetrics {
@@ -59,6 +71,9 @@ impl PeerMetrics {
             "setup_ms" => self.setup_ms,
             "first_message_ms" => self.first_message_ms,
             "first_frame_ms" => self.first_frame_ms,
+            "fault_to_disconnected_ms" => self.fault_to_disconnected_ms,
+            "fault_to_failed_ms" => self.fault_to_failed_ms,
+            "restore_to_connected_ms" => self.restore_to_connected_ms,
             _ => None,
         }
     }
@@ -96,7 +111,20 @@ pub fn peer_metrics(timeline: &Timeline, ep: Endpoint<'_>) -> PeerMetrics {
         })
         .map(|e| e.t_ms);
     let first_message = timeline.first_time(ep, |k| matches!(k, EventKind::MessageReceived { .. }));
+    let faults = faults(timeline, ep, connected);
+    let next_state = |after: Option<f64>, state: &str| {
+        after.and_then(|a| {
+            timeline
+                .states(ep, StateMachine::Connection)
+                .into_iter()
+                .find(|(t, s)| *t >= a && *s == state)
+                .map(|(t, _)| t)
+        })
+    };
     PeerMetrics {
+        fault_to_disconnected_ms: span(faults.0, next_state(faults.0, "disconnected")),
+        fault_to_failed_ms: span(faults.0, next_state(faults.0, "failed")),
+        restore_to_connected_ms: span(faults.1, next_state(faults.1, "connected")),
         signaling_ms: span(offer, answer_applied),
         gathering_ms: span(
             st(StateMachine::IceGathering, "gathering"),
@@ -111,6 +139,45 @@ pub fn peer_metrics(timeline: &Timeline, ep: Endpoint<'_>) -> PeerMetrics {
             timeline.first_time(ep, |k| matches!(k, EventKind::FirstVideoFrame)),
         ),
     }
+}
+
+/// The first fault of an endpoint's connection after `connected` (see
+/// [`PeerMetrics::fault_to_disconnected_ms`]), and the restore after it.
+fn faults(
+    timeline: &Timeline,
+    ep: Endpoint<'_>,
+    connected: Option<f64>,
+) -> (Option<f64>, Option<f64>) {
+    let Some(connected) = connected else {
+        return (None, None);
+    };
+    // The peers of the connection: this one and whoever else has events in it.
+    let in_connection = |peer: &str| {
+        peer == ep.peer
+            || timeline
+                .events()
+                .iter()
+                .any(|e| e.peer == peer && e.connection == ep.connection)
+    };
+    let fault = timeline.events().iter().find(|e| {
+        e.t_ms >= connected
+            && e.connection.is_empty()
+            && in_connection(&e.peer)
+            && match e.event {
+                EventKind::Killed => e.peer != ep.peer,
+                EventKind::NetworkChanged { loss_pct } => loss_pct == 100,
+                _ => false,
+            }
+    });
+    let Some(fault) = fault else {
+        return (None, None);
+    };
+    let restore = timeline.events().iter().find(|e| {
+        e.t_ms >= fault.t_ms
+            && e.peer == fault.peer
+            && matches!(e.event, EventKind::NetworkChanged { loss_pct } if loss_pct < 100)
+    });
+    (Some(fault.t_ms), restore.map(|e| e.t_ms))
 }
 
 /// min / median / p95 / max of a sample (ms).
@@ -237,6 +304,7 @@ mod tests {
                 setup_ms: Some(30.0),
                 first_message_ms: Some(1.5),
                 first_frame_ms: None,
+                ..PeerMetrics::default()
             }
         );
         let o = Endpoint::new("o", "c");
@@ -244,6 +312,77 @@ mod tests {
         assert_eq!(peer_metrics(&t, o).setup_ms, None);
         // Its own send does not start a clock for itself.
         assert_eq!(peer_metrics(&t, o).first_message_ms, None);
+    }
+
+    fn peer_wide(t: &mut Timeline, ms: f64, peer: &str, kind: EventKind) {
+        t.push(Event {
+            t_ms: ms,
+            peer: peer.into(),
+            connection: String::new(),
+            event: kind,
+        });
+    }
+
+    #[test]
+    fn fault_and_restore_intervals() {
+        let mut t = Timeline::new();
+        push(&mut t, 10.0, "o", EventKind::CreateOffer);
+        push(&mut t, 50.0, "a", st(StateMachine::Connection, "connected"));
+        push(&mut t, 60.0, "o", st(StateMachine::Connection, "connected"));
+        // A loss change of another peer's link is no fault of this connection.
+        peer_wide(
+            &mut t,
+            90.0,
+            "x",
+            EventKind::NetworkChanged { loss_pct: 100 },
+        );
+        peer_wide(
+            &mut t,
+            100.0,
+            "o",
+            EventKind::NetworkChanged { loss_pct: 100 },
+        );
+        push(
+            &mut t,
+            2100.0,
+            "a",
+            st(StateMachine::Connection, "disconnected"),
+        );
+        peer_wide(
+            &mut t,
+            5100.0,
+            "o",
+            EventKind::NetworkChanged { loss_pct: 0 },
+        );
+        push(
+            &mut t,
+            7000.0,
+            "a",
+            st(StateMachine::Connection, "connected"),
+        );
+        let m = peer_metrics(&t, Endpoint::new("a", "c"));
+        assert_eq!(m.fault_to_disconnected_ms, Some(2000.0));
+        assert_eq!(m.fault_to_failed_ms, None);
+        assert_eq!(m.restore_to_connected_ms, Some(1900.0));
+        // A kill counts for the survivor, not for the killed peer itself.
+        let mut t = Timeline::new();
+        push(&mut t, 50.0, "a", st(StateMachine::Connection, "connected"));
+        push(&mut t, 60.0, "o", st(StateMachine::Connection, "connected"));
+        peer_wide(&mut t, 100.0, "o", EventKind::Killed);
+        push(
+            &mut t,
+            5100.0,
+            "a",
+            st(StateMachine::Connection, "disconnected"),
+        );
+        push(&mut t, 30100.0, "a", st(StateMachine::Connection, "failed"));
+        let m = peer_metrics(&t, Endpoint::new("a", "c"));
+        assert_eq!(m.fault_to_disconnected_ms, Some(5000.0));
+        assert_eq!(m.fault_to_failed_ms, Some(30000.0));
+        assert_eq!(
+            peer_metrics(&t, Endpoint::new("o", "c")).fault_to_failed_ms,
+            None
+        );
     }
 
     #[test]

@@ -195,6 +195,15 @@ pub enum EventKind {
     },
     /// `close()` was called on the connection.
     Closed,
+    /// A `kill` step stopped the peer without `close()` (peer-wide: connection is empty): a
+    /// browser's process group got SIGKILL, a bot's tasks and sockets were dropped. Nothing
+    /// more is sent, so the other side learns of it only through its own timers (RFC 7675).
+    Killed,
+    /// A `set_network` step changed the peer's link (peer-wide: connection is empty).
+    NetworkChanged {
+        /// The new loss each direction, percent (100: nothing passes).
+        loss_pct: u8,
+    },
     /// Something went wrong inside the peer (an API call rejected, a signaling error).
     Error {
         /// What the peer reported.
@@ -247,6 +256,8 @@ impl fmt::Display for EventKind {
             }
             EventKind::Mark { name } => write!(f, "mark '{name}'"),
             EventKind::Closed => f.write_str("close()"),
+            EventKind::Killed => f.write_str("killed"),
+            EventKind::NetworkChanged { loss_pct } => write!(f, "network: loss {loss_pct}%"),
             EventKind::Error { message } => write!(f, "error: {message}"),
         }
     }

@@ -316,6 +316,13 @@ impl RunCx<'_> {
         self.sampler.step = step;
         self.sampler.next = self.sampler.interval.map(|i| Instant::now() + i);
         for p in &self.setup.peers {
+            if self
+                .timeline
+                .of_peer(&p.id)
+                .any(|e| matches!(e.event, EventKind::Killed))
+            {
+                continue;
+            }
             // The peer's connections that exist and were not closed.
             let mut conns: Vec<&str> = self
                 .timeline

@@ -18,6 +18,7 @@ use super::{
     ConnectRequest, EventSink, Launcher, Peer, PeerError, PeerInfo, Role, SendRequest,
     candidate_type,
 };
+use crate::logs::runtime::{KillSwitch, SpanRuntime};
 use crate::payload;
 use crate::scenario::{BotTimers, PeerPlan};
 use crate::timeline::{EventKind, StateMachine};
@@ -115,6 +116,7 @@ impl Launcher for BotLauncher {
             sink,
             signaling: self.signaling.clone(),
             connections: Mutex::new(HashMap::new()),
+            kill: KillSwitch::default(),
         }))
     }
 }
@@ -129,6 +131,8 @@ struct Bot {
     /// The launcher's connector override, if any.
     signaling: Option<Arc<dyn SignalingConnector>>,
     connections: Mutex<HashMap<String, Arc<BotConnection>>>,
+    /// Aborts every task of every connection (the `kill` step).
+    kill: KillSwitch,
 }
 
 struct BotConnection {
@@ -393,10 +397,9 @@ impl Peer for Bot {
             None => webrtc::runtime::default_runtime()
                 .ok_or_else(|| PeerError::failed("webrtc-rs has no async runtime"))?,
         };
-        builder = builder.with_runtime(Arc::new(crate::logs::runtime::SpanRuntime::new(
-            runtime,
-            tracing::Span::current(),
-        )));
+        builder = builder.with_runtime(Arc::new(
+            SpanRuntime::new(runtime, tracing::Span::current()).with_kill_switch(self.kill.clone()),
+        ));
         if !req.media.is_empty() {
             // Codecs and the default interceptors (RTCP reports, NACK) only when media flows,
             // so data-channel-only setups are measured as before.
@@ -600,7 +603,14 @@ impl Peer for Bot {
     }
 
     async fn media_counters(&self, connection: &str) -> Result<MediaCounters, PeerError> {
-        let conn = self.connection(connection)?;
+        // What arrived before a kill still counts: no kill check here.
+        let conn = self
+            .connections
+            .lock()
+            .map_err(|_| PeerError::failed("poisoned"))?
+            .get(connection)
+            .cloned()
+            .ok_or_else(|| PeerError::failed(format!("no connection {connection:?}")))?;
         conn.received
             .lock()
             .map(|c| *c)
@@ -646,15 +656,34 @@ impl Peer for Bot {
         Ok(())
     }
 
+    async fn kill(&self) -> Result<(), PeerError> {
+        self.sink.emit("", EventKind::Killed);
+        // Driver loops and sockets first, so nothing more is sent; then the bot's own tasks
+        // (negotiation, whose drop closes the signaling socket; channel readers).
+        self.kill.kill();
+        let all: Vec<Arc<BotConnection>> = self
+            .connections
+            .lock()
+            .map(|c| c.values().cloned().collect())
+            .map_err(|_| PeerError::failed("poisoned"))?;
+        for conn in all {
+            conn.abort_tasks();
+        }
+        Ok(())
+    }
+
     async fn shutdown(&self) {
         let all: Vec<Arc<BotConnection>> = self
             .connections
             .lock()
             .map(|mut c| c.drain().map(|(_, v)| v).collect())
             .unwrap_or_default();
+        let killed = self.kill.is_killed();
         for conn in all {
             conn.abort_tasks();
-            let _ = tokio::time::timeout(Duration::from_secs(2), conn.pc.close()).await;
+            if !killed {
+                let _ = tokio::time::timeout(Duration::from_secs(2), conn.pc.close()).await;
+            }
         }
     }
 }
@@ -711,6 +740,12 @@ impl Bot {
     }
 
     fn connection(&self, id: &str) -> Result<Arc<BotConnection>, PeerError> {
+        if self.kill.is_killed() {
+            return Err(PeerError::failed(format!(
+                "{}: killed by a kill step",
+                self.id
+            )));
+        }
         self.connections
             .lock()
             .map_err(|_| PeerError::failed("poisoned"))?

@@ -204,6 +204,15 @@ pub trait Peer: Send + Sync {
     async fn restart_ice(&self, connection: &str) -> Result<(), PeerError>;
     /// Calls `close()` on one connection.
     async fn close(&self, connection: &str) -> Result<(), PeerError>;
+    /// Stops the peer as a crash would, without `close()`: nothing more leaves it on any of
+    /// its connections or its signaling socket, and its own events stop. Emits
+    /// [`EventKind::Killed`](crate::timeline::EventKind::Killed). Later commands fail.
+    async fn kill(&self) -> Result<(), PeerError> {
+        Err(PeerError::failed(format!(
+            "peer kind {} cannot be killed (its Peer implementation has no kill)",
+            self.info().kind
+        )))
+    }
     /// Returns once every event the peer observed until now has been handed to its
     /// [`EventSink`] (a browser: one ping round trip on its ordered control socket). In-process
     /// peers emit synchronously and have nothing to wait for.

@@ -77,6 +77,10 @@ impl Peer for TracedPeer {
             .await
     }
 
+    async fn kill(&self) -> Result<(), PeerError> {
+        self.inner.kill().instrument(self.span.clone()).await
+    }
+
     async fn add_track(&self, connection: &str, kind: MediaKind) -> Result<(), PeerError> {
         self.inner
             .add_track(connection, kind)

@@ -155,6 +155,22 @@ pub fn render_run(r: &RunResult) -> String {
             ));
         }
         out.push_str("      (all times ms)\n");
+        for p in &r.peers {
+            let Some(m) = r.metrics.get(&p.id) else {
+                continue;
+            };
+            let parts: Vec<String> = [
+                ("fault -> disconnected", m.fault_to_disconnected_ms),
+                ("fault -> failed", m.fault_to_failed_ms),
+                ("restore -> connected", m.restore_to_connected_ms),
+            ]
+            .into_iter()
+            .filter_map(|(name, v)| v.map(|v| format!("{name} {v:.1} ms")))
+            .collect();
+            if !parts.is_empty() {
+                out.push_str(&format!("      fault {}: {}\n", p.id, parts.join(", ")));
+            }
+        }
         for (peer, lines) in &r.explanations {
             for l in lines.iter().skip(1) {
                 out.push_str(&format!("      why {peer}: {l}\n"));

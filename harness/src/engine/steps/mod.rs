@@ -14,11 +14,13 @@
 mod add_track;
 mod close;
 mod connect;
+mod kill;
 mod mark;
 mod restart_ice;
 mod send;
 mod set_network;
 mod wait;
+mod wait_state;
 
 pub use connect::Connect;
 pub use send::{MAX_MESSAGE_BYTES, MAX_MESSAGES, MIN_MESSAGE_BYTES, SendMessages};
@@ -57,6 +59,8 @@ pub const KINDS: &[Kind] = &[
     restart_ice::KIND,
     add_track::KIND,
     set_network::KIND,
+    kill::KIND,
+    wait_state::KIND,
     mark::KIND,
 ];
 

@@ -258,6 +258,7 @@ impl Launcher for BrowserLauncher {
             pool: reuse.then(|| self.pool.clone()),
             own_signaling: ns.is_some().then(|| format!("ws{}/ws", &origin.base[4..])),
             _origin: origin,
+            sink,
         }))
     }
 }
@@ -411,6 +412,16 @@ impl Instance {
         &self.client
     }
 
+    /// SIGKILL to the driver's process group, browser included, at once: no WebDriver
+    /// session end, no page unload, so the browser sends nothing more.
+    pub fn kill(self) {
+        let Instance {
+            mut group, forward, ..
+        } = self;
+        group.kill();
+        drop(forward);
+    }
+
     /// Ends the session and kills the driver's process group (browser included).
     pub async fn close(self) {
         let Instance {
@@ -495,6 +506,8 @@ struct BrowserPeer {
     own_signaling: Option<String>,
     /// The page's own listener; closed with the peer.
     _origin: Origin,
+    /// Where harness-side events of this peer go (`kill`).
+    sink: EventSink,
 }
 
 #[async_trait]
@@ -596,6 +609,23 @@ impl Peer for BrowserPeer {
             .command(json!({"cmd": "close", "connection": connection}))
             .await
             .map(|_| ())
+    }
+
+    async fn kill(&self) -> Result<(), PeerError> {
+        // Stop reading first: the control socket's end is expected now, not a crash to report.
+        self.control.stop();
+        let instance = self.instance.lock().await.take();
+        self.sink.emit("", EventKind::Killed);
+        match instance {
+            Some(i) => {
+                i.kill();
+                Ok(())
+            }
+            None => Err(PeerError::failed(format!(
+                "{}: no browser to kill",
+                self.id
+            ))),
+        }
     }
 
     async fn shutdown(&self) {
