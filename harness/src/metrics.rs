@@ -18,7 +18,7 @@ use crate::timeline::{Endpoint, EventKind, StateMachine, Timeline};
 use serde::Serialize;
 
 /// Metric names, in report order.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 10] = [
     "signaling_ms",
     "gathering_ms",
     "ice_ms",
@@ -26,6 +26,9 @@ pub const NAMES: [&str; 7] = [
     "setup_ms",
     "first_message_ms",
     "first_frame_ms",
+    "fault_to_disconnected_ms",
+    "fault_to_failed_ms",
+    "restore_to_connected_ms",
 ];
 
 /// One peer's metrics for one run (ms).

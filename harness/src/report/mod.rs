@@ -205,12 +205,12 @@ fn truncate(s: &str, n: usize) -> String {
 /// The percentile table for `--repeat`.
 pub fn render_summaries(s: &[MetricSummary]) -> String {
     let mut out = format!(
-        "{:<40} {:<10} {:<17} {:>4} {:>9} {:>9} {:>9} {:>9}\n",
+        "{:<40} {:<10} {:<24} {:>4} {:>9} {:>9} {:>9} {:>9}\n",
         "scenario", "peer", "metric (ms)", "n", "min", "median", "p95", "max"
     );
     for m in s {
         out.push_str(&format!(
-            "{:<40} {:<10} {:<17} {:>4} {:>9.1} {:>9.1} {:>9.1} {:>9.1}\n",
+            "{:<40} {:<10} {:<24} {:>4} {:>9.1} {:>9.1} {:>9.1} {:>9.1}\n",
             truncate(&m.scenario, 40),
             m.peer,
             m.metric,
