@@ -199,6 +199,8 @@ pub enum EventKind {
     /// browser's process group got SIGKILL, a bot's tasks and sockets were dropped. Nothing
     /// more is sent, so the other side learns of it only through its own timers (RFC 7675).
     Killed,
+    /// A `freeze` step made the peer hang (peer-wide): a browser's process group got SIGSTOP.
+    Frozen,
     /// A `set_network` step changed the peer's link (peer-wide: connection is empty).
     NetworkChanged {
         /// The new loss each direction, percent (100: nothing passes).
@@ -257,6 +259,7 @@ impl fmt::Display for EventKind {
             EventKind::Mark { name } => write!(f, "mark '{name}'"),
             EventKind::Closed => f.write_str("close()"),
             EventKind::Killed => f.write_str("killed"),
+            EventKind::Frozen => f.write_str("frozen"),
             EventKind::NetworkChanged { loss_pct } => write!(f, "network: loss {loss_pct}%"),
             EventKind::Error { message } => write!(f, "error: {message}"),
         }

@@ -319,7 +319,7 @@ impl RunCx<'_> {
             if self
                 .timeline
                 .of_peer(&p.id)
-                .any(|e| matches!(e.event, EventKind::Killed))
+                .any(|e| matches!(e.event, EventKind::Killed | EventKind::Frozen))
             {
                 continue;
             }

@@ -213,6 +213,16 @@ pub trait Peer: Send + Sync {
             self.info().kind
         )))
     }
+    /// Makes the peer hang as a stuck process does: it stays up (sockets open) but answers
+    /// nothing and sends nothing (a browser: SIGSTOP to its process group). Emits
+    /// [`EventKind::Frozen`](crate::timeline::EventKind::Frozen). Later commands run into
+    /// their deadlines.
+    async fn freeze(&self) -> Result<(), PeerError> {
+        Err(PeerError::failed(format!(
+            "peer kind {} cannot be frozen (its Peer implementation has no freeze)",
+            self.info().kind
+        )))
+    }
     /// Returns once every event the peer observed until now has been handed to its
     /// [`EventSink`] (a browser: one ping round trip on its ordered control socket). In-process
     /// peers emit synchronously and have nothing to wait for.

@@ -36,6 +36,12 @@ impl ProcessGroup {
         self.child.try_wait().ok().flatten()
     }
 
+    /// Stops the whole group (SIGSTOP): its processes hang until killed. [`ProcessGroup::kill`]
+    /// still ends them (SIGKILL acts on stopped processes).
+    pub fn stop(&self) -> nix::Result<()> {
+        killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGSTOP)
+    }
+
     /// Kills the whole group (SIGKILL) and reaps the leader.
     pub fn kill(&mut self) {
         let pgid = Pid::from_raw(self.child.id() as i32);

@@ -81,6 +81,10 @@ impl Peer for TracedPeer {
         self.inner.kill().instrument(self.span.clone()).await
     }
 
+    async fn freeze(&self) -> Result<(), PeerError> {
+        self.inner.freeze().instrument(self.span.clone()).await
+    }
+
     async fn add_track(&self, connection: &str, kind: MediaKind) -> Result<(), PeerError> {
         self.inner
             .add_track(connection, kind)

@@ -14,6 +14,7 @@
 mod add_track;
 mod close;
 mod connect;
+mod freeze;
 mod kill;
 mod mark;
 mod restart_ice;
@@ -60,6 +61,7 @@ pub const KINDS: &[Kind] = &[
     add_track::KIND,
     set_network::KIND,
     kill::KIND,
+    freeze::KIND,
     wait_state::KIND,
     mark::KIND,
 ];

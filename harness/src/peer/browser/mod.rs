@@ -259,6 +259,7 @@ impl Launcher for BrowserLauncher {
             own_signaling: ns.is_some().then(|| format!("ws{}/ws", &origin.base[4..])),
             _origin: origin,
             sink,
+            frozen: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 }
@@ -508,6 +509,8 @@ struct BrowserPeer {
     _origin: Origin,
     /// Where harness-side events of this peer go (`kill`).
     sink: EventSink,
+    /// Set by `freeze`: the browser answers nothing any more.
+    frozen: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -547,6 +550,10 @@ impl Peer for BrowserPeer {
     }
 
     async fn flush(&self) -> Result<(), PeerError> {
+        if self.frozen.load(Ordering::Relaxed) {
+            // A stopped browser hands over nothing more: no round trip to wait for.
+            return Ok(());
+        }
         self.control.flush().await
     }
 
@@ -628,11 +635,31 @@ impl Peer for BrowserPeer {
         }
     }
 
+    async fn freeze(&self) -> Result<(), PeerError> {
+        let instance = self.instance.lock().await;
+        let Some(i) = instance.as_ref() else {
+            return Err(PeerError::failed(format!(
+                "{}: no browser to freeze",
+                self.id
+            )));
+        };
+        i.group
+            .stop()
+            .map_err(|e| PeerError::failed(format!("{}: SIGSTOP: {e}", self.id)))?;
+        self.frozen.store(true, Ordering::Relaxed);
+        self.sink.emit("", EventKind::Frozen);
+        Ok(())
+    }
+
     async fn shutdown(&self) {
         self.control.stop();
         let Some(instance) = self.instance.lock().await.take() else {
             return;
         };
+        if self.frozen.load(Ordering::Relaxed) {
+            // A stopped browser would only run into the release deadlines.
+            return instance.kill();
+        }
         let pool = match &self.pool {
             Some(p) if !self.control.page_gone() => p,
             _ => return instance.close().await,
