@@ -199,6 +199,15 @@ pub enum EventKind {
     /// browser's process group got SIGKILL, a bot's tasks and sockets were dropped. Nothing
     /// more is sent, so the other side learns of it only through its own timers (RFC 7675).
     Killed,
+    /// The connection's signaling session joined its room; `peer_id` is the id the
+    /// signaling server gave it (a new one after each reconnect).
+    SignalingJoined {
+        /// The server's id for this session (empty if the protocol gives none).
+        peer_id: String,
+    },
+    /// The connection's signaling socket closed while in use; the peer reconnects (backoff
+    /// from 100 ms, doubling to 2 s) and rejoins the same room.
+    SignalingClosed,
     /// A `freeze` step made the peer hang (peer-wide): a browser's process group got SIGSTOP.
     Frozen,
     /// A `set_network` step changed the peer's link (peer-wide: connection is empty).
@@ -260,6 +269,8 @@ impl fmt::Display for EventKind {
             EventKind::Closed => f.write_str("close()"),
             EventKind::Killed => f.write_str("killed"),
             EventKind::Frozen => f.write_str("frozen"),
+            EventKind::SignalingJoined { peer_id } => write!(f, "signaling joined as {peer_id:?}"),
+            EventKind::SignalingClosed => f.write_str("signaling socket closed"),
             EventKind::NetworkChanged { loss_pct } => write!(f, "network: loss {loss_pct}%"),
             EventKind::Error { message } => write!(f, "error: {message}"),
         }

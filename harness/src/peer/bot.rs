@@ -477,14 +477,15 @@ impl Peer for Bot {
             ));
         }
 
-        let session = match &self.signaling {
-            Some(connector) => connector.join(&req.room).await,
-            None => signaling::connector_for(req).join(&req.room).await,
-        }
-        .map_err(PeerError::failed)?;
+        let connector: Arc<dyn SignalingConnector> = match &self.signaling {
+            Some(connector) => connector.clone(),
+            None => Arc::from(signaling::connector_for(req)),
+        };
+        let session = connector.join(&req.room).await.map_err(PeerError::failed)?;
         add_task(tokio::spawn(
             negotiate(
                 pc.clone(),
+                connector,
                 session,
                 cand_rx,
                 gathered_rx,
@@ -759,6 +760,7 @@ impl Bot {
 /// [`signaling`] traits, never a protocol's own messages.
 async fn negotiate(
     pc: Arc<dyn PeerConnection>,
+    connector: Arc<dyn SignalingConnector>,
     mut session: Box<dyn SignalingSession>,
     mut local_candidates: mpsc::UnboundedReceiver<Option<RTCIceCandidateInit>>,
     gathered: watch::Receiver<bool>,
@@ -777,6 +779,9 @@ async fn negotiate(
     let report = |what: String| sink.emit(&conn, EventKind::Error { message: what });
     let mut pending_remote: Vec<RTCIceCandidateInit> = Vec::new();
     let mut have_remote = false;
+    // The first offer goes out on the first `ready`; a `ready` after a signaling reconnect
+    // (the room complete again) does not renegotiate by itself.
+    let mut offered = false;
     loop {
         tokio::select! {
             Some((what, done)) = renegotiations.recv() => {
@@ -816,11 +821,25 @@ async fn negotiate(
             }
             event = session.recv() => {
                 let Some(event) = event else {
-                    report(signaling::SignalingError::Closed.to_string());
-                    return;
+                    // The socket closed under us (a server restart, a dropped connection):
+                    // rejoin the room as apps do; what queued meanwhile is sent after.
+                    sink.emit(&conn, EventKind::SignalingClosed);
+                    match rejoin(&*connector, &req.room).await {
+                        Ok(s) => session = s,
+                        Err(e) => {
+                            report(format!("signaling reconnect failed: {e}"));
+                            return;
+                        }
+                    }
+                    continue;
                 };
                 let result = match event {
-                    SignalingEvent::Ready { .. } if req.role == Role::Offerer => {
+                    SignalingEvent::Joined { peer_id, .. } => {
+                        sink.emit(&conn, EventKind::SignalingJoined { peer_id: peer_id.unwrap_or_default() });
+                        Ok(())
+                    }
+                    SignalingEvent::Ready { .. } if req.role == Role::Offerer && !offered => {
+                        offered = true;
                         sink.emit(&conn, EventKind::CreateOffer);
                         local_sdp(&pc, true, req.trickle, gathered.clone()).await.and_then(|sdp| {
                             send(&mut *session, Signal::Offer { sdp })
@@ -888,7 +907,6 @@ async fn negotiate(
                     // nothing from a peer of a two-peer room.
                     SignalingEvent::Signal { signal: Signal::EndOfCandidates, .. }
                     | SignalingEvent::Ready { .. }
-                    | SignalingEvent::Joined { .. }
                     | SignalingEvent::PeerJoined { .. }
                     | SignalingEvent::PeerLeft { .. } => Ok(()),
                 };
@@ -901,6 +919,20 @@ async fn negotiate(
 }
 
 /// Sends a signal to the room's other peer.
+/// Joins `room` again after the signaling socket closed: attempts 100 ms apart at first,
+/// doubling to 2 s, for about a minute in all.
+async fn rejoin(
+    connector: &dyn SignalingConnector,
+    room: &str,
+) -> Result<Box<dyn SignalingSession>, signaling::SignalingError> {
+    use backon::{ExponentialBuilder, Retryable};
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(35);
+    (|| connector.join(room)).retry(backoff).await
+}
+
 fn send(session: &mut dyn SignalingSession, signal: Signal) -> Result<(), String> {
     session
         .send(Outgoing::to_room(signal))

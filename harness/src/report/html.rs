@@ -48,7 +48,8 @@ fn tick_color(e: &EventKind) -> Option<RGBColor> {
         EventKind::TrackReceived { .. } | EventKind::FirstVideoFrame => RGBColor(0xef, 0x6c, 0x00),
         EventKind::SendStarted { .. } => RGBColor(0x15, 0x65, 0xc0),
         EventKind::Closed | EventKind::Killed | EventKind::Frozen => RGBColor(0x5f, 0x63, 0x68),
-        EventKind::NetworkChanged { .. } => RGBColor(0xd9, 0x30, 0x25),
+        EventKind::NetworkChanged { .. } | EventKind::SignalingClosed => RGBColor(0xd9, 0x30, 0x25),
+        EventKind::SignalingJoined { .. } => BLACK,
         // Marks are drawn across every row (see `timeline_svg`).
         EventKind::State { .. } | EventKind::Mark { .. } => return None,
     })

@@ -121,10 +121,26 @@ impl Step for SetNetwork {
     }
 
     async fn start(&self, cx: &mut RunCx<'_>) -> Result<Box<dyn Watch>, StepError> {
-        let lab = cx
-            .lab()
-            .ok_or_else(|| StepError::Impossible("set_network needs the network lab".into()))?;
+        if cx.lab().is_none() {
+            return Err(StepError::Impossible(
+                "set_network needs the network lab".into(),
+            ));
+        }
+        // Stamped just before the rules change (they are in place a few ms later), so that no
+        // state change the new rules cause can come before it on the timeline.
+        cx.record(
+            &self.peer,
+            "",
+            EventKind::NetworkChanged {
+                loss_pct: self.loss_pct,
+            },
+        );
         let deadline = cx.deadline().clone();
+        let Some(lab) = cx.lab() else {
+            return Err(StepError::Impossible(
+                "set_network needs the network lab".into(),
+            ));
+        };
         match tokio::time::timeout_at(deadline.at, lab.set_loss(&self.peer, self.loss_pct)).await {
             Ok(r) => r?,
             Err(_) => {
@@ -134,13 +150,6 @@ impl Step for SetNetwork {
                 });
             }
         }
-        cx.record(
-            &self.peer,
-            "",
-            EventKind::NetworkChanged {
-                loss_pct: self.loss_pct,
-            },
-        );
         let Some((ms, conns)) = &self.recovery else {
             return Ok(Box::new(Immediate));
         };

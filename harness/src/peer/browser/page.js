@@ -93,7 +93,7 @@ async function connect(cmd) {
     return server;
   });
   const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: cmd.ice_transport_policy || "all" });
-  const c = { pc, channels: new Map(), pending: [], ws: null, queue: Promise.resolve(), nextSeq: new Map(), closing: false };
+  const c = { pc, channels: new Map(), pending: [], ws: null, outbox: [], offered: false, queue: Promise.resolve(), nextSeq: new Map(), closing: false };
   conns.set(connection, c);
   const state = (machine, value) => emit(connection, { type: "state", machine, state: value });
   state("connectionState", pc.connectionState);
@@ -104,7 +104,10 @@ async function connect(cmd) {
   pc.oniceconnectionstatechange = () => state("iceConnectionState", pc.iceConnectionState);
   pc.onsignalingstatechange = () => state("signalingState", pc.signalingState);
   pc.onicegatheringstatechange = () => state("iceGatheringState", pc.iceGatheringState);
-  const sig = (msg) => c.ws.send(JSON.stringify(msg));
+  const sig = (msg) => {
+    if (c.ws && c.ws.readyState === WebSocket.OPEN) c.ws.send(JSON.stringify(msg));
+    else c.outbox.push(JSON.stringify(msg));
+  };
   pc.onicecandidate = (e) => {
     if (e.candidate && e.candidate.candidate) {
       emit(connection, { type: "local-candidate", candidate_type: candidateType(e.candidate.candidate), candidate: e.candidate.candidate });
@@ -163,8 +166,14 @@ async function connect(cmd) {
   };
   const onSignal = async (msg) => {
     switch (msg.type) {
+      case "joined":
+        emit(connection, { type: "signaling-joined", peer_id: String(msg.peer_id || "") });
+        break;
       case "ready":
-        if (role === "offerer") {
+        // The first ready starts negotiation; one after a reconnect (the room complete again)
+        // does not renegotiate by itself.
+        if (role === "offerer" && !c.offered) {
+          c.offered = true;
           emit(connection, { type: "create-offer" });
           const offer = await pc.createOffer();
           sig({ type: "offer", sdp: await localSdp(offer) });
@@ -192,21 +201,43 @@ async function connect(cmd) {
         throw new Error("signaling server: " + msg.code + ": " + msg.message);
     }
   };
-  await new Promise((resolve, reject) => {
-    c.ws = new WebSocket(signaling_url);
-    c.ws.onopen = resolve;
-    c.ws.onerror = () => reject(new Error("signaling socket error: " + signaling_url));
+  const open = () => new Promise((resolve, reject) => {
+    const ws = new WebSocket(signaling_url);
+    ws.onopen = () => resolve(ws);
+    ws.onerror = () => reject(new Error("signaling socket error: " + signaling_url));
   });
-  c.ws.onclose = () => {
-    if (!c.closing) fail(new Error("the signaling connection closed"));
+  // A socket that closes while in use (a server restart, a dropped connection) is reopened
+  // as apps do, rejoining the same room: attempts 100 ms apart at first, doubling to 2 s, for
+  // about a minute. Messages sent meanwhile wait in c.outbox.
+  const attach = (ws) => {
+    c.ws = ws;
+    ws.onclose = () => {
+      if (c.closing) return;
+      emit(connection, { type: "signaling-closed" });
+      reconnect();
+    };
+    // Signaling messages are handled strictly one after another.
+    ws.onmessage = (m) => {
+      let msg;
+      try { msg = JSON.parse(m.data); } catch (e) { fail(e); return; }
+      c.queue = c.queue.then(() => onSignal(msg)).catch(fail);
+    };
+    ws.send(JSON.stringify({ type: "join", room: cmd.room }));
+    for (const m of c.outbox.splice(0)) ws.send(m);
   };
-  // Signaling messages are handled strictly one after another.
-  c.ws.onmessage = (m) => {
-    let msg;
-    try { msg = JSON.parse(m.data); } catch (e) { fail(e); return; }
-    c.queue = c.queue.then(() => onSignal(msg)).catch(fail);
+  const reconnect = async () => {
+    let delay = 100;
+    for (let attempt = 0; attempt < 35 && !c.closing; attempt++) {
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 2000);
+      try {
+        attach(await open());
+        return;
+      } catch (e) { /* next attempt */ }
+    }
+    if (!c.closing) fail(new Error("signaling reconnect failed: " + signaling_url));
   };
-  sig({ type: "join", room: cmd.room });
+  attach(await open());
   // An ICE restart initiated here: a new offer with fresh ICE credentials, queued behind any
   // signaling still being handled.
   // A track added mid-call: renegotiate with a new offer, queued like the restart.
