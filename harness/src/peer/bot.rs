@@ -485,8 +485,7 @@ impl Peer for Bot {
         add_task(tokio::spawn(
             negotiate(
                 pc.clone(),
-                connector,
-                session,
+                (connector, session),
                 cand_rx,
                 gathered_rx,
                 renegotiate_rx,
@@ -760,8 +759,8 @@ impl Bot {
 /// [`signaling`] traits, never a protocol's own messages.
 async fn negotiate(
     pc: Arc<dyn PeerConnection>,
-    connector: Arc<dyn SignalingConnector>,
-    mut session: Box<dyn SignalingSession>,
+    // The connector (to rejoin after the socket closes) and the joined session.
+    (connector, mut session): (Arc<dyn SignalingConnector>, Box<dyn SignalingSession>),
     mut local_candidates: mpsc::UnboundedReceiver<Option<RTCIceCandidateInit>>,
     gathered: watch::Receiver<bool>,
     mut renegotiations: mpsc::UnboundedReceiver<(
