@@ -17,6 +17,17 @@ const PAGE_HTML: &str = "<!doctype html><meta charset=utf-8><title>rtc-harness p
 <body>rtc-harness peer page<script src=\"/peer.js\"></script>";
 const PAGE_JS: &str = include_str!("peer/browser/page.js");
 
+/// The embedded signaling server's settings: the defaults, without the idle timeout. The
+/// harness's peers (bots and browser pages) keep their signaling socket open for a whole
+/// scenario and send nothing (not even pings) while it is quiet, which may last longer than the
+/// standalone server's 60 s default.
+fn signaling_config() -> rtc_signaling::Config {
+    rtc_signaling::Config {
+        idle_timeout: None,
+        ..rtc_signaling::Config::default()
+    }
+}
+
 /// A listener of its own for one page (`base` is `http://127.0.0.1:PORT`).
 pub struct Origin {
     /// Base URL.
@@ -72,7 +83,7 @@ impl HarnessServer {
             )
             .route("/control/{token}", get(control))
             .with_state(hub.clone())
-            .merge(rtc_signaling::router(rtc_signaling::Config::default()));
+            .merge(rtc_signaling::router(signaling_config()));
         let mut server = Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             hub,

@@ -6,7 +6,7 @@
 //! stall another: a client whose outbox is full is kicked instead.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::mpsc::error::TrySendError;
@@ -14,6 +14,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, trace, warn};
 
 use crate::Config;
+use crate::auth::{AuthError, Verifier};
 use crate::protocol::{ClientMessage, ErrorCode, ServerMessage};
 
 /// Longest excerpt of client-provided text echoed back in an error message.
@@ -24,6 +25,9 @@ const MAX_ECHO_CHARS: usize = 160;
 pub(crate) struct Outbox {
     tx: mpsc::Sender<ServerMessage>,
     kick: Arc<Notify>,
+    /// Set by the first overflow, so a kicked client is logged once, not
+    /// once per message dropped until its connection is gone.
+    kicked: Arc<AtomicBool>,
 }
 
 impl Outbox {
@@ -38,6 +42,7 @@ impl Outbox {
             Outbox {
                 tx,
                 kick: Arc::clone(&kick),
+                kicked: Arc::new(AtomicBool::new(false)),
             },
             rx,
             kick,
@@ -49,8 +54,16 @@ impl Outbox {
         match self.tx.try_send(msg) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                warn!(peer, "outbox full, disconnecting slow client");
-                self.kick.notify_one();
+                if self.kicked.swap(true, Ordering::Relaxed) {
+                    trace!(peer, "outbox full, dropping message");
+                } else {
+                    let capacity = self.tx.max_capacity();
+                    warn!(
+                        peer,
+                        "outbox full ({capacity} messages unread), disconnecting slow client"
+                    );
+                    self.kick.notify_one();
+                }
             }
             Err(TrySendError::Closed(_)) => {
                 trace!(peer, "outbox closed, dropping message");
@@ -74,6 +87,19 @@ pub(crate) enum Refusal {
     RoomFull { room: String, capacity: usize },
     #[error("no other peer {0:?} in this room")]
     UnknownPeer(String),
+    #[error("{0}")]
+    Unauthorized(#[from] AuthError),
+    #[error(
+        "over the rate limit of {per_second} messages/s (burst {burst}): this message \
+         and every further one until one passes again are dropped; retry in {retry_after_ms} ms"
+    )]
+    RateLimited {
+        per_second: u32,
+        burst: u32,
+        retry_after_ms: u128,
+    },
+    #[error("{0}; closing the connection")]
+    InvalidFrame(String),
 }
 
 impl Refusal {
@@ -85,6 +111,9 @@ impl Refusal {
             Refusal::AlreadyJoined(_) => ErrorCode::AlreadyJoined,
             Refusal::RoomFull { .. } => ErrorCode::RoomFull,
             Refusal::UnknownPeer(_) => ErrorCode::UnknownPeer,
+            Refusal::Unauthorized(_) => ErrorCode::Unauthorized,
+            Refusal::RateLimited { .. } => ErrorCode::RateLimited,
+            Refusal::InvalidFrame(_) => ErrorCode::InvalidFrame,
         }
     }
 
@@ -108,6 +137,8 @@ fn clip(text: &str) -> String {
 struct PeerEntry {
     outbox: Outbox,
     room: Option<String>,
+    /// The `?token=` the connection came with.
+    token: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -126,6 +157,7 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Hub {
     config: Config,
+    verifier: Option<Verifier>,
     state: Mutex<State>,
     next_id: AtomicU64,
     shutdown: watch::Sender<bool>,
@@ -134,6 +166,7 @@ pub(crate) struct Hub {
 impl Hub {
     pub(crate) fn new(config: Config) -> Hub {
         Hub {
+            verifier: config.jwt_secret.as_ref().map(Verifier::new),
             config,
             state: Mutex::new(State::default()),
             next_id: AtomicU64::new(1),
@@ -150,12 +183,18 @@ impl Hub {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a new connection and returns its unique peer id.
-    pub(crate) fn register(&self, outbox: Outbox) -> String {
+    /// Registers a new connection (with the token it came with, if any) and
+    /// returns its unique peer id.
+    pub(crate) fn register(&self, outbox: Outbox, token: Option<String>) -> String {
         let id = format!("p{}", self.next_id.fetch_add(1, Ordering::Relaxed));
-        self.lock()
-            .peers
-            .insert(id.clone(), PeerEntry { outbox, room: None });
+        self.lock().peers.insert(
+            id.clone(),
+            PeerEntry {
+                outbox,
+                room: None,
+                token,
+            },
+        );
         debug!(peer = %id, "connected");
         id
     }
@@ -206,6 +245,11 @@ impl Hub {
     pub(crate) fn handle(&self, peer: &str, msg: ClientMessage) {
         let result = self.dispatch(peer, msg);
         self.finish(peer, result);
+    }
+
+    /// Sends `refusal` to `peer` as an `error`.
+    pub(crate) fn refuse(&self, peer: &str, refusal: Refusal) {
+        self.finish(peer, Err(refusal));
     }
 
     fn finish(&self, peer: &str, result: Result<(), Refusal>) {
@@ -267,6 +311,17 @@ impl Hub {
         if let Some(current) = &entry.room {
             return Err(Refusal::AlreadyJoined(clip(current)));
         }
+        if let Some(verifier) = &self.verifier {
+            verifier
+                .check(entry.token.as_deref(), &room)
+                .map_err(|err| match err {
+                    AuthError::WrongRoom { token_room, room } => AuthError::WrongRoom {
+                        token_room: clip(&token_room),
+                        room: clip(&room),
+                    },
+                    other => other,
+                })?;
+        }
         let capacity = self.config.room_capacity;
         if rooms.get(&room).map_or(0, |r| r.members.len()) >= capacity {
             return Err(Refusal::RoomFull {
@@ -312,6 +367,11 @@ impl Hub {
     #[cfg(test)]
     fn room_count(&self) -> usize {
         self.lock().rooms.len()
+    }
+
+    #[cfg(test)]
+    fn peer_count(&self) -> usize {
+        self.lock().peers.len()
     }
 }
 
@@ -407,12 +467,13 @@ mod tests {
         Hub::new(Config {
             room_capacity: capacity,
             max_message_bytes: 100,
+            ..Config::default()
         })
     }
 
     fn connect(hub: &Hub, queue: usize) -> TestPeer {
         let (outbox, rx, kick) = Outbox::new(queue);
-        let id = hub.register(outbox);
+        let id = hub.register(outbox, None);
         TestPeer { id, rx, kick }
     }
 
@@ -553,6 +614,50 @@ mod tests {
         fast.assert_empty();
     }
 
+    /// Counts WARN events logged on this thread while `f` runs.
+    fn warnings_during(f: impl FnOnce()) -> usize {
+        use std::sync::atomic::AtomicUsize;
+        use tracing_subscriber::layer::{Context, SubscriberExt};
+
+        struct CountWarnings(Arc<AtomicUsize>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountWarnings {
+            fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+                if *event.metadata().level() == tracing::Level::WARN {
+                    self.0.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let count = Arc::new(AtomicUsize::new(0));
+        let subscriber = tracing_subscriber::registry().with(CountWarnings(Arc::clone(&count)));
+        tracing::subscriber::with_default(subscriber, f);
+        count.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_slow_client_is_logged_once_not_per_dropped_message() {
+        let hub = hub(2);
+        let mut fast = connect(&hub, 1024);
+        let slow = connect(&hub, 4);
+        join(&hub, &fast, "r");
+        join(&hub, &slow, "r");
+        let warnings = warnings_during(|| {
+            for _ in 0..500 {
+                hub.handle(
+                    &fast.id,
+                    ClientMessage::Offer {
+                        sdp: "x".into(),
+                        to: None,
+                    },
+                );
+            }
+        });
+        assert_eq!(warnings, 1);
+        fast.next(); // joined
+        fast.next(); // ready
+        fast.assert_empty();
+        drop(slow);
+    }
+
     #[test]
     fn clip_is_char_safe() {
         let long = "é".repeat(500);
@@ -560,5 +665,347 @@ mod tests {
         assert!(clipped.ends_with("..."));
         assert_eq!(clipped.chars().count(), MAX_ECHO_CHARS + 3);
         assert_eq!(clip("short"), "short");
+    }
+}
+
+/// Property: no sequence of client messages (several clients, several rooms)
+/// makes the hub panic, deliver anything other than what the protocol
+/// prescribes (in particular nothing across rooms), or keep a room or peer
+/// once everybody has gone.
+#[cfg(test)]
+mod sequences {
+    use super::*;
+    use crate::auth::{JwtSecret, encode_token};
+    use proptest::prelude::*;
+    use std::time::{Duration, SystemTime};
+
+    const ROOMS: usize = 3;
+    const MAX_BYTES: usize = 100;
+
+    #[derive(Debug, Clone)]
+    enum Target {
+        Everyone,
+        Client(usize),
+        Nobody,
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Connect,
+        Disconnect(usize),
+        Join(usize, usize),
+        Leave(usize),
+        Offer(usize, Target),
+        Answer(usize, Target),
+        Candidate(usize, bool, Target),
+        Garbage(usize, String),
+        Binary(usize, usize),
+    }
+
+    fn target() -> impl Strategy<Value = Target> {
+        prop_oneof![
+            2 => Just(Target::Everyone),
+            3 => (0..8usize).prop_map(Target::Client),
+            1 => Just(Target::Nobody),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let c = 0..8usize;
+        prop_oneof![
+            3 => Just(Op::Connect),
+            1 => c.clone().prop_map(Op::Disconnect),
+            4 => (c.clone(), 0..ROOMS).prop_map(|(c, r)| Op::Join(c, r)),
+            1 => c.clone().prop_map(Op::Leave),
+            2 => (c.clone(), target()).prop_map(|(c, t)| Op::Offer(c, t)),
+            1 => (c.clone(), target()).prop_map(|(c, t)| Op::Answer(c, t)),
+            2 => (c.clone(), any::<bool>(), target()).prop_map(|(c, n, t)| Op::Candidate(c, n, t)),
+            1 => (c.clone(), "[^{\\[\"0-9tfn ]\\PC{0,120}").prop_map(|(c, g)| Op::Garbage(c, g)),
+            1 => (c, 0..2 * MAX_BYTES).prop_map(|(c, n)| Op::Binary(c, n)),
+        ]
+    }
+
+    struct Client {
+        id: String,
+        rx: mpsc::Receiver<ServerMessage>,
+        room: Option<usize>,
+        /// The room its token admits to (auth runs only).
+        token_room: usize,
+    }
+
+    /// What a message should look like, errors compared by code only.
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Msg(ServerMessage),
+        Error(ErrorCode),
+    }
+
+    fn seen(msg: ServerMessage) -> Seen {
+        match msg {
+            ServerMessage::Error { code, .. } => Seen::Error(code),
+            other => Seen::Msg(other),
+        }
+    }
+
+    struct Model {
+        hub: Hub,
+        capacity: usize,
+        auth: Option<JwtSecret>,
+        clients: Vec<Client>,
+        /// Members of each room, in join order (indexes into `clients`).
+        rooms: Vec<Vec<usize>>,
+        expected: Vec<Vec<Seen>>,
+    }
+
+    impl Model {
+        fn new(capacity: usize, auth: bool) -> Model {
+            let auth = auth.then(|| JwtSecret::new("k").expect("secret"));
+            let hub = Hub::new(Config {
+                room_capacity: capacity,
+                max_message_bytes: MAX_BYTES,
+                jwt_secret: auth.clone(),
+                ..Config::default()
+            });
+            Model {
+                hub,
+                capacity,
+                auth,
+                clients: Vec::new(),
+                rooms: vec![Vec::new(); ROOMS],
+                expected: Vec::new(),
+            }
+        }
+
+        /// The live client for an index, if any client is connected.
+        fn pick(&self, n: usize) -> Option<usize> {
+            (!self.clients.is_empty()).then(|| n % self.clients.len())
+        }
+
+        fn expect(&mut self, client: usize, what: Seen) {
+            self.expected[client].push(what);
+        }
+
+        fn members(&self, client: usize) -> Option<&Vec<usize>> {
+            self.clients[client].room.map(|r| &self.rooms[r])
+        }
+
+        fn leave(&mut self, c: usize) {
+            let Some(room) = self.clients[c].room.take() else {
+                return;
+            };
+            self.rooms[room].retain(|m| *m != c);
+            let notice = ServerMessage::PeerLeft {
+                peer_id: self.clients[c].id.clone(),
+            };
+            for m in self.rooms[room].clone() {
+                self.expect(m, Seen::Msg(notice.clone()));
+            }
+        }
+
+        fn relay(&mut self, c: usize, to: &Target, msg: ServerMessage) -> Option<String> {
+            let Some(members) = self.members(c).cloned() else {
+                self.expect(c, Seen::Error(ErrorCode::NotInRoom));
+                return None;
+            };
+            let to_id = match to {
+                Target::Everyone => None,
+                Target::Client(n) => Some(self.clients[n % self.clients.len()].id.clone()),
+                Target::Nobody => Some("nobody".to_owned()),
+            };
+            match &to_id {
+                None => {
+                    for m in members.into_iter().filter(|m| *m != c) {
+                        self.expect(m, Seen::Msg(msg.clone()));
+                    }
+                }
+                Some(id) => match members.iter().find(|m| self.clients[**m].id == *id) {
+                    Some(&m) if m != c => self.expect(m, Seen::Msg(msg)),
+                    _ => self.expect(c, Seen::Error(ErrorCode::UnknownPeer)),
+                },
+            }
+            to_id
+        }
+
+        fn apply(&mut self, op: &Op) {
+            match op {
+                Op::Connect => {
+                    let (outbox, rx, _kick) = Outbox::new(4096);
+                    let token_room = self.clients.len() % ROOMS;
+                    let token = self.auth.as_ref().map(|secret| {
+                        let exp = SystemTime::now() + Duration::from_secs(600);
+                        encode_token(secret, &format!("room-{token_room}"), exp).expect("token")
+                    });
+                    let id = self.hub.register(outbox, token);
+                    self.clients.push(Client {
+                        id,
+                        rx,
+                        room: None,
+                        token_room,
+                    });
+                    self.expected.push(Vec::new());
+                }
+                Op::Disconnect(n) => {
+                    let Some(c) = self.pick(*n) else { return };
+                    self.hub.unregister(&self.clients[c].id);
+                    self.leave(c);
+                    self.clients.remove(c);
+                    self.expected.remove(c);
+                    for room in &mut self.rooms {
+                        for m in room.iter_mut() {
+                            if *m > c {
+                                *m -= 1;
+                            }
+                        }
+                    }
+                }
+                Op::Join(n, room) => {
+                    let Some(c) = self.pick(*n) else { return };
+                    self.hub.handle_text(
+                        &self.clients[c].id,
+                        &format!(r#"{{"type":"join","room":"room-{room}"}}"#),
+                    );
+                    if self.clients[c].room.is_some() {
+                        self.expect(c, Seen::Error(ErrorCode::AlreadyJoined));
+                    } else if self.auth.is_some() && self.clients[c].token_room != *room {
+                        self.expect(c, Seen::Error(ErrorCode::Unauthorized));
+                    } else if self.rooms[*room].len() >= self.capacity {
+                        self.expect(c, Seen::Error(ErrorCode::RoomFull));
+                    } else {
+                        let peers = self.rooms[*room]
+                            .iter()
+                            .map(|m| self.clients[*m].id.clone())
+                            .collect();
+                        let id = self.clients[c].id.clone();
+                        self.expect(c, Seen::Msg(ServerMessage::Joined { peer_id: id, peers }));
+                        self.rooms[*room].push(c);
+                        self.clients[c].room = Some(*room);
+                        if self.rooms[*room].len() == self.capacity {
+                            let ids: Vec<String> = self.rooms[*room]
+                                .iter()
+                                .map(|m| self.clients[*m].id.clone())
+                                .collect();
+                            for m in self.rooms[*room].clone() {
+                                self.expect(
+                                    m,
+                                    Seen::Msg(ServerMessage::Ready { peers: ids.clone() }),
+                                );
+                            }
+                        }
+                    }
+                }
+                Op::Leave(n) => {
+                    let Some(c) = self.pick(*n) else { return };
+                    self.hub
+                        .handle_text(&self.clients[c].id, r#"{"type":"leave"}"#);
+                    if self.clients[c].room.is_none() {
+                        self.expect(c, Seen::Error(ErrorCode::NotInRoom));
+                    } else {
+                        self.leave(c);
+                    }
+                }
+                Op::Offer(n, to) | Op::Answer(n, to) => {
+                    let Some(c) = self.pick(*n) else { return };
+                    let from = self.clients[c].id.clone();
+                    let (kind, msg) = if matches!(op, Op::Offer(..)) {
+                        (
+                            "offer",
+                            ServerMessage::Offer {
+                                sdp: "s".into(),
+                                from,
+                            },
+                        )
+                    } else {
+                        (
+                            "answer",
+                            ServerMessage::Answer {
+                                sdp: "s".into(),
+                                from,
+                            },
+                        )
+                    };
+                    let to_json = self
+                        .relay(c, to, msg)
+                        .map_or("null".into(), |id| format!("{id:?}"));
+                    let text = format!(r#"{{"type":"{kind}","sdp":"s","to":{to_json}}}"#);
+                    self.hub.handle_text(&self.clients[c].id, &text);
+                }
+                Op::Candidate(n, null, to) => {
+                    let Some(c) = self.pick(*n) else { return };
+                    let candidate = (!null).then(|| serde_json::json!({"candidate": "c"}));
+                    let msg = ServerMessage::Candidate {
+                        candidate: candidate.clone(),
+                        from: self.clients[c].id.clone(),
+                    };
+                    let to = self.relay(c, to, msg);
+                    let text = serde_json::to_string(&ClientMessage::Candidate { candidate, to })
+                        .expect("encode");
+                    self.hub.handle_text(&self.clients[c].id, &text);
+                }
+                Op::Garbage(n, text) => {
+                    let Some(c) = self.pick(*n) else { return };
+                    self.hub.handle_text(&self.clients[c].id, text);
+                    let code = if text.len() > MAX_BYTES {
+                        ErrorCode::TooLarge
+                    } else {
+                        ErrorCode::BadMessage
+                    };
+                    self.expect(c, Seen::Error(code));
+                }
+                Op::Binary(n, len) => {
+                    let Some(c) = self.pick(*n) else { return };
+                    self.hub.handle_binary(&self.clients[c].id, *len);
+                    let code = if *len > MAX_BYTES {
+                        ErrorCode::TooLarge
+                    } else {
+                        ErrorCode::BadMessage
+                    };
+                    self.expect(c, Seen::Error(code));
+                }
+            }
+        }
+
+        /// Every client got exactly what the model expects, and the hub
+        /// holds exactly the model's non-empty rooms.
+        fn check(&mut self) -> Result<(), TestCaseError> {
+            for (client, expected) in self.clients.iter_mut().zip(&mut self.expected) {
+                let mut got = Vec::new();
+                while let Ok(msg) = client.rx.try_recv() {
+                    got.push(seen(msg));
+                }
+                prop_assert_eq!(&got, &*expected, "messages for {}", client.id);
+                expected.clear();
+            }
+            let rooms = self.rooms.iter().filter(|r| !r.is_empty()).count();
+            prop_assert_eq!(self.hub.room_count(), rooms);
+            prop_assert_eq!(self.hub.peer_count(), self.clients.len());
+            Ok(())
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn message_sequences_keep_rooms_apart_and_leak_nothing(
+            capacity in 1..4usize,
+            auth in any::<bool>(),
+            ops in proptest::collection::vec(op(), 1..80),
+        ) {
+            let mut model = Model::new(capacity, auth);
+            for op in &ops {
+                model.apply(op);
+                model.check()?;
+            }
+            while !model.clients.is_empty() {
+                model.apply(&Op::Disconnect(0));
+                model.check()?;
+            }
+            prop_assert_eq!(model.hub.room_count(), 0);
+            prop_assert_eq!(model.hub.peer_count(), 0);
+        }
     }
 }

@@ -123,6 +123,17 @@ pub enum ErrorCode {
     RoomFull,
     /// `unknown_peer`: `to` names no other peer of the sender's room.
     UnknownPeer,
+    /// `unauthorized`: `join` without a valid token for that room, while the
+    /// server requires one ([`Config::jwt_secret`](crate::Config::jwt_secret)).
+    Unauthorized,
+    /// `rate_limited`: the client sent messages faster than its rate limit
+    /// ([`Config::rate_limit_per_second`](crate::Config::rate_limit_per_second));
+    /// the message was dropped.
+    RateLimited,
+    /// `invalid_frame`: the WebSocket layer rejected a frame (a text frame
+    /// that is not valid UTF-8, a message over the WebSocket layer's size
+    /// limit, a protocol violation); the server then closes the connection.
+    InvalidFrame,
 }
 
 impl ErrorCode {
@@ -135,6 +146,9 @@ impl ErrorCode {
             ErrorCode::AlreadyJoined => "already_joined",
             ErrorCode::RoomFull => "room_full",
             ErrorCode::UnknownPeer => "unknown_peer",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::InvalidFrame => "invalid_frame",
         }
     }
 }
@@ -328,6 +342,9 @@ mod tests {
             ErrorCode::AlreadyJoined,
             ErrorCode::RoomFull,
             ErrorCode::UnknownPeer,
+            ErrorCode::Unauthorized,
+            ErrorCode::RateLimited,
+            ErrorCode::InvalidFrame,
         ];
         for code in all {
             round_trip_server(

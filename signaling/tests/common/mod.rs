@@ -8,6 +8,7 @@ use futures::{SinkExt, StreamExt};
 use rtc_signaling::protocol::{ClientMessage, ErrorCode, ServerMessage};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Upper bound for any single wait in the tests.
@@ -131,14 +132,41 @@ impl Client {
 
     /// Waits until the server closes the socket (ignoring other frames).
     pub async fn expect_closed(&mut self) -> Result<()> {
+        self.closed_within(WAIT).await.map(|_| ())
+    }
+
+    /// Waits up to `wait` for the server to close the socket, ignoring other
+    /// frames; returns the close frame if the server sent one.
+    pub async fn closed_within(&mut self, wait: Duration) -> Result<Option<CloseFrame>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => bail!("socket not closed within {wait:?}"),
+                Ok(Some(Ok(Message::Close(frame)))) => return Ok(frame),
+                Ok(None | Some(Err(_))) => return Ok(None),
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// Expects the server's close frame as the next frame (pings and
+    /// pongs aside) and returns it.
+    pub async fn expect_close_next(&mut self) -> Result<Option<CloseFrame>> {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Err(_) => bail!("socket not closed within {WAIT:?}"),
-                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return Ok(()),
-                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Ok(Message::Close(frame)))) => return Ok(frame),
+                Ok(None | Some(Err(_))) => return Ok(None),
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(Some(Ok(other))) => bail!("expected the close, got {other:?}"),
             }
         }
+    }
+
+    /// Sends a WebSocket ping (the server answers it with a pong).
+    pub async fn ping(&mut self) -> Result<()> {
+        self.send_frame(Message::Ping(Vec::new().into())).await
     }
 }
 
