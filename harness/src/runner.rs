@@ -82,7 +82,8 @@ impl Harness {
             .with(PeerKind::Chromium, Arc::new(chromium.clone()))
             .with(PeerKind::Firefox, Arc::new(firefox.clone()))
             .extend(&opts.launchers);
-        let engine = Engine::new(launchers, server.signaling_url(), clock, log_dir.clone());
+        let engine = Engine::new(launchers, server.signaling_url(), clock, log_dir.clone())
+            .with_signaling_admin(server.signaling_admin());
         Ok(Self {
             _server: server,
             browsers: vec![chromium, firefox],

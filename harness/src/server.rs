@@ -67,6 +67,7 @@ impl ControlHub {
 pub struct HarnessServer {
     addr: SocketAddr,
     hub: ControlHub,
+    admin: rtc_signaling::Admin,
     app: Router,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -75,6 +76,7 @@ impl HarnessServer {
     /// Binds 127.0.0.1 on an ephemeral port and starts serving.
     pub async fn start() -> std::io::Result<Self> {
         let hub = ControlHub::default();
+        let (signaling, admin) = rtc_signaling::router_with_admin(signaling_config());
         let app = Router::new()
             .route("/peer.html", get(|| async { Html(PAGE_HTML) }))
             .route(
@@ -83,10 +85,11 @@ impl HarnessServer {
             )
             .route("/control/{token}", get(control))
             .with_state(hub.clone())
-            .merge(rtc_signaling::router(signaling_config()));
+            .merge(signaling);
         let mut server = Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             hub,
+            admin,
             app,
             tasks: Mutex::new(Vec::new()),
         };
@@ -119,6 +122,11 @@ impl HarnessServer {
             t.push(task);
         }
         Ok(addr)
+    }
+
+    /// Operator actions on the embedded signaling server's rooms (the `drop_signaling` step).
+    pub fn signaling_admin(&self) -> rtc_signaling::Admin {
+        self.admin.clone()
     }
 
     /// Signaling WebSocket URL.

@@ -205,8 +205,8 @@ pub enum EventKind {
         /// The server's id for this session (empty if the protocol gives none).
         peer_id: String,
     },
-    /// The connection's signaling socket closed while in use; the peer reconnects (backoff
-    /// from 100 ms, doubling to 2 s) and rejoins the same room.
+    /// The connection's signaling socket closed while in use; the peer reconnects (a first
+    /// attempt at once, then backoff from 100 ms doubling to 2 s) and rejoins the same room.
     SignalingClosed,
     /// A `freeze` step made the peer hang (peer-wide): a browser's process group got SIGSTOP.
     Frozen,

@@ -39,6 +39,31 @@ const NOT_SHAPE_ERRORS: &[(&str, &str)] = &[
         "unknown-state.toml",
         "state names are checked per state machine",
     ),
+    ("freeze-a-bot.toml", "reference: the named peer's kind"),
+    (
+        "kill-twice.toml",
+        "order of steps: killed by an earlier step",
+    ),
+    (
+        "set-network-recovers-while-cut.toml",
+        "rule between keys: recovers_within_ms needs loss_pct below 100",
+    ),
+    (
+        "wait-state-bad-value.toml",
+        "state names are checked per state machine",
+    ),
+    (
+        "wait-state-on-killed-peer.toml",
+        "order of steps: killed by an earlier step",
+    ),
+    (
+        "wait-state-two-machines.toml",
+        "rule between keys: exactly one of the four machines",
+    ),
+    (
+        "wait-state-unknown-connection.toml",
+        "reference: connection id of another step",
+    ),
 ];
 
 fn root() -> PathBuf {

@@ -28,6 +28,8 @@ pub(crate) struct Outbox {
     /// Set by the first overflow, so a kicked client is logged once, not
     /// once per message dropped until its connection is gone.
     kicked: Arc<AtomicBool>,
+    /// Fired by [`Hub::disconnect`]: the server closes the connection on purpose.
+    disconnect: Arc<Notify>,
 }
 
 impl Outbox {
@@ -43,10 +45,16 @@ impl Outbox {
                 tx,
                 kick: Arc::clone(&kick),
                 kicked: Arc::new(AtomicBool::new(false)),
+                disconnect: Arc::new(Notify::new()),
             },
             rx,
             kick,
         )
+    }
+
+    /// Fires when [`Hub::disconnect`] asks for this connection to be closed.
+    pub(crate) fn disconnect_signal(&self) -> Arc<Notify> {
+        Arc::clone(&self.disconnect)
     }
 
     /// Queues `msg` without waiting; a full queue kicks the slow client.
@@ -208,6 +216,28 @@ impl Hub {
         leave_room(&mut state, peer);
         state.peers.remove(peer);
         debug!(peer, "disconnected");
+    }
+
+    /// Closes the connections of `room`'s members (all of them, or only `peer`), as a server
+    /// restart or an operator would; returns how many were asked to close.
+    pub(crate) fn disconnect(&self, room: &str, peer: Option<&str>) -> usize {
+        let state = self.lock();
+        let Some(r) = state.rooms.get(room) else {
+            return 0;
+        };
+        let mut n = 0;
+        for id in r
+            .members
+            .iter()
+            .filter(|m| peer.is_none_or(|p| p == m.as_str()))
+        {
+            if let Some(entry) = state.peers.get(id) {
+                entry.outbox.disconnect.notify_one();
+                n += 1;
+            }
+        }
+        debug!(room, ?peer, n, "disconnecting on request");
+        n
     }
 
     /// Handles one text frame from `peer`.

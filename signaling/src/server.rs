@@ -128,6 +128,33 @@ pub fn router(config: Config) -> Router {
     router_for(Arc::new(Hub::new(config)))
 }
 
+/// [`router`], and an [`Admin`] handle on its rooms.
+pub fn router_with_admin(config: Config) -> (Router, Admin) {
+    let hub = Arc::new(Hub::new(config));
+    (router_for(Arc::clone(&hub)), Admin { hub })
+}
+
+/// Operator actions on a running server's rooms, e.g. for fault injection in tests.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    hub: Arc<Hub>,
+}
+
+impl Admin {
+    /// Closes the WebSocket of peer `peer_id` (the id its `joined` message gave it) if it is
+    /// in `room`, with close code 1012 (service restart, RFC 6455 section 7.4 registry) and
+    /// reason `disconnected by the server`; the rest of the room gets `peer-left`. Returns
+    /// whether such a peer was found.
+    pub fn disconnect(&self, room: &str, peer_id: &str) -> bool {
+        self.hub.disconnect(room, Some(peer_id)) > 0
+    }
+
+    /// Closes every WebSocket in `room` the same way; returns how many.
+    pub fn disconnect_room(&self, room: &str) -> usize {
+        self.hub.disconnect(room, None)
+    }
+}
+
 fn router_for(hub: Arc<Hub>) -> Router {
     Router::new().route("/ws", get(ws_handler)).with_state(hub)
 }
@@ -166,6 +193,7 @@ async fn serve_connection(socket: WebSocket, hub: Arc<Hub>, token: Option<String
     let config = hub.config().clone();
     let (sink, mut stream) = socket.split();
     let (outbox, rx, kick) = Outbox::new(config.outbox_capacity);
+    let disconnect = outbox.disconnect_signal();
     let peer = hub.register(outbox, token);
     let (close_tx, close_rx) = oneshot::channel();
     let mut writer = tokio::spawn(write_loop(peer.clone(), sink, rx, close_rx));
@@ -221,6 +249,9 @@ async fn serve_connection(socket: WebSocket, hub: Arc<Hub>, token: Option<String
             }
             // The hub logged it; the client reads too little to see a close.
             () = kick.notified() => break Some(close_frame(close_code::POLICY, "too slow")),
+            () = disconnect.notified() => {
+                break Some(close_frame(close_code::RESTART, "disconnected by the server"));
+            }
             () = stopping(&mut shutdown) => {
                 break Some(close_frame(close_code::AWAY, "server shutting down"));
             }
@@ -324,6 +355,13 @@ pub struct Server {
 }
 
 impl Server {
+    /// An [`Admin`] handle on this server's rooms.
+    pub fn admin(&self) -> Admin {
+        Admin {
+            hub: Arc::clone(&self.hub),
+        }
+    }
+
     /// Binds `addr` (port 0 picks a free port) and starts serving.
     ///
     /// Must be called inside a tokio runtime.

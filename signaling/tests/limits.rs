@@ -285,3 +285,31 @@ async fn without_a_secret_tokens_are_ignored() -> Result<()> {
     server.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn admin_disconnect_closes_one_peer_with_1012_and_the_room_sees_it_leave() -> Result<()> {
+    let server = start(Config::default()).await?;
+    let admin = server.admin();
+    let ((mut a, a_id), (mut b, b_id)) = pair(&server.ws_url(), "r1").await?;
+    // Not in that room, or no such room: nothing happens.
+    ensure!(!admin.disconnect("r2", &a_id), "a is not in r2");
+    ensure!(admin.disconnect_room("nowhere") == 0);
+    ensure!(admin.disconnect("r1", &a_id), "a is in r1");
+    let frame = a.closed_within(WAIT).await?;
+    ensure!(
+        close_code(frame.clone()) == Some(CloseCode::Restart),
+        "a's close frame: {frame:?}"
+    );
+    match b.recv().await? {
+        ServerMessage::PeerLeft { peer_id } if peer_id == a_id => {}
+        other => bail!("b expected peer-left {a_id}, got {other:?}"),
+    }
+    // The room goes on: a new client joins it and gets ready with b.
+    let mut c = Client::connect(&server.ws_url()).await?;
+    c.join("r1").await?;
+    let peers = b.expect_ready().await?;
+    ensure!(peers.contains(&b_id), "ready lists b: {peers:?}");
+    ensure!(admin.disconnect_room("r1") == 2);
+    server.shutdown().await;
+    Ok(())
+}

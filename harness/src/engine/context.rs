@@ -207,6 +207,7 @@ pub struct RunCx<'a> {
     pub(crate) origin: f64,
     pub(crate) deadline: Deadline,
     pub(crate) signaling_url: &'a str,
+    pub(crate) signaling_admin: Option<&'a rtc_signaling::Admin>,
     pub(crate) serial: u64,
     pub(crate) sampler: &'a mut Sampler,
 }
@@ -261,6 +262,11 @@ impl RunCx<'_> {
     /// The signaling server's WebSocket URL.
     pub fn signaling_url(&self) -> &str {
         self.signaling_url
+    }
+
+    /// The embedded signaling server's operator handle, if the run uses that server.
+    pub fn signaling_admin(&self) -> Option<&rtc_signaling::Admin> {
+        self.signaling_admin
     }
 
     /// The signaling room of a connection in this run (unique across runs of one engine).

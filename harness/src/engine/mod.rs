@@ -126,6 +126,8 @@ pub struct Engine {
     log_dir: std::path::PathBuf,
     /// Counts runs, so that signaling rooms never repeat across runs.
     run_serial: AtomicU64,
+    /// The embedded signaling server's operator handle, when the engine's signaling is it.
+    signaling_admin: Option<rtc_signaling::Admin>,
 }
 
 impl Engine {
@@ -143,7 +145,15 @@ impl Engine {
             clock,
             log_dir,
             run_serial: AtomicU64::new(0),
+            signaling_admin: None,
         }
+    }
+
+    /// Lets `drop_signaling` steps close peers' sockets on the signaling server at
+    /// `signaling_url` (without it they fail: the harness cannot reach into another server).
+    pub fn with_signaling_admin(mut self, admin: rtc_signaling::Admin) -> Self {
+        self.signaling_admin = Some(admin);
+        self
     }
 
     /// The peer kinds this engine has launchers for, sorted by name (load scenarios for it
@@ -235,6 +245,7 @@ impl Engine {
                 what: String::new(),
             },
             signaling_url: &self.signaling_url,
+            signaling_admin: self.signaling_admin.as_ref(),
             serial,
             sampler: &mut sampler,
         };

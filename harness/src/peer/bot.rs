@@ -918,8 +918,8 @@ async fn negotiate(
 }
 
 /// Sends a signal to the room's other peer.
-/// Joins `room` again after the signaling socket closed: attempts 100 ms apart at first,
-/// doubling to 2 s, for about a minute in all.
+/// Joins `room` again after the signaling socket closed: a first attempt at once, then
+/// 100 ms apart, doubling to 2 s, for about a minute in all.
 async fn rejoin(
     connector: &dyn SignalingConnector,
     room: &str,

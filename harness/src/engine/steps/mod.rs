@@ -14,6 +14,7 @@
 mod add_track;
 mod close;
 mod connect;
+mod drop_signaling;
 mod freeze;
 mod kill;
 mod mark;
@@ -62,6 +63,7 @@ pub const KINDS: &[Kind] = &[
     set_network::KIND,
     kill::KIND,
     freeze::KIND,
+    drop_signaling::KIND,
     wait_state::KIND,
     mark::KIND,
 ];
@@ -208,6 +210,43 @@ impl BuildCx<'_> {
                 key,
                 format!("unknown peer id {id:?} (peers: {})", ids.join(", ")),
             ))
+        }
+    }
+
+    /// The id of `peer`'s connection made by an earlier step: `named` (the value of a
+    /// `connection` key) if given, else the peer's only one; located errors otherwise.
+    pub fn connection_named(
+        &self,
+        peer: &str,
+        named: Option<&str>,
+    ) -> Result<String, ScenarioError> {
+        let mine: Vec<&str> = self
+            .connections
+            .iter()
+            .filter(|c| c.has(peer))
+            .map(|c| c.id.as_str())
+            .collect();
+        match (named, mine.as_slice()) {
+            (Some(c), _) if mine.contains(&c) => Ok(c.to_string()),
+            (Some(c), _) => Err(self.err(
+                "connection",
+                format!(
+                    "peer {peer:?} is not in a connection {c:?} made by an earlier step (its connections: {})",
+                    if mine.is_empty() { "none".into() } else { mine.join(", ") }
+                ),
+            )),
+            (None, [only]) => Ok(only.to_string()),
+            (None, []) => Err(self.err(
+                "peer",
+                format!("peer {peer:?} has no connection yet (no earlier connect step)"),
+            )),
+            (None, many) => Err(self.err(
+                "connection",
+                format!(
+                    "peer {peer:?} is in several connections ({}): name one with `connection`",
+                    many.join(", ")
+                ),
+            )),
         }
     }
 

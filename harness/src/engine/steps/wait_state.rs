@@ -80,45 +80,7 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
             ),
         ));
     }
-    let mine: Vec<&str> = cx
-        .connections
-        .iter()
-        .filter(|c| c.has(&e.peer))
-        .map(|c| c.id.as_str())
-        .collect();
-    let connection = match (&e.connection, mine.as_slice()) {
-        (Some(c), _) if mine.contains(&c.as_str()) => c.clone(),
-        (Some(c), _) => {
-            return Err(cx.err(
-                "connection",
-                format!(
-                    "peer {:?} is not in a connection {c:?} made by an earlier step (its connections: {})",
-                    e.peer,
-                    if mine.is_empty() { "none".into() } else { mine.join(", ") }
-                ),
-            ));
-        }
-        (None, [only]) => only.to_string(),
-        (None, []) => {
-            return Err(cx.err(
-                "peer",
-                format!(
-                    "peer {:?} has no connection yet (no earlier connect step)",
-                    e.peer
-                ),
-            ));
-        }
-        (None, many) => {
-            return Err(cx.err(
-                "connection",
-                format!(
-                    "peer {:?} is in several connections ({}): name one with `connection`",
-                    e.peer,
-                    many.join(", ")
-                ),
-            ));
-        }
-    };
+    let connection = cx.connection_named(&e.peer, e.connection.as_deref())?;
     if cx.closed.contains(&e.peer) {
         return Err(cx.err(
             "peer",

@@ -207,8 +207,8 @@ async function connect(cmd) {
     ws.onerror = () => reject(new Error("signaling socket error: " + signaling_url));
   });
   // A socket that closes while in use (a server restart, a dropped connection) is reopened
-  // as apps do, rejoining the same room: attempts 100 ms apart at first, doubling to 2 s, for
-  // about a minute. Messages sent meanwhile wait in c.outbox.
+  // as apps do, rejoining the same room: a first attempt at once, then 100 ms apart, doubling
+  // to 2 s, for about a minute. Messages sent meanwhile wait in c.outbox.
   const attach = (ws) => {
     c.ws = ws;
     ws.onclose = () => {
@@ -226,10 +226,10 @@ async function connect(cmd) {
     for (const m of c.outbox.splice(0)) ws.send(m);
   };
   const reconnect = async () => {
-    let delay = 100;
-    for (let attempt = 0; attempt < 35 && !c.closing; attempt++) {
-      await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(delay * 2, 2000);
+    let delay = 0;
+    for (let attempt = 0; attempt < 36 && !c.closing; attempt++) {
+      if (delay) await new Promise((r) => setTimeout(r, delay));
+      delay = delay ? Math.min(delay * 2, 2000) : 100;
       try {
         attach(await open());
         return;
