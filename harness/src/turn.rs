@@ -23,7 +23,12 @@ const REALM: &str = "rtc-harness";
 
 /// A running coturn.
 pub struct EmbeddedTurn {
-    group: ProcessGroup,
+    /// The running process; replaced by [`EmbeddedTurn::restart`].
+    group: std::sync::Mutex<ProcessGroup>,
+    /// How to start it again: program, arguments, the lab namespace it runs in.
+    program: PathBuf,
+    args: Vec<String>,
+    ns: Option<std::sync::Arc<crate::lab::Netns>>,
     host: std::net::IpAddr,
     port: u16,
     username: String,
@@ -80,11 +85,7 @@ impl EmbeddedTurn {
         static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = log_dir.join(format!("coturn-{label}-{serial}.log"));
-        let mut cmd = match lab {
-            Some(h) => h.ns.command(&program),
-            None => std::process::Command::new(&program),
-        };
-        cmd.args([
+        let mut args: Vec<String> = [
             "-n",
             &format!("--listening-ip={host}"),
             &format!("--relay-ip={host}"),
@@ -99,40 +100,24 @@ impl EmbeddedTurn {
             "--simple-log",
             &format!("--pidfile={}", dir.path().join("turnserver.pid").display()),
             &format!("--userdb={}", dir.path().join("turndb").display()),
-        ]);
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
         if lab.is_some() {
             let (first, last) = crate::lab::topology::PRIVATE_RANGE;
-            cmd.arg(format!("--denied-peer-ip={first}-{last}"));
+            args.push(format!("--denied-peer-ip={first}-{last}"));
         } else {
-            cmd.arg("--allow-loopback-peers");
+            args.push("--allow-loopback-peers".into());
         }
-        let mut group = ProcessGroup::spawn(cmd, "turnserver", &log)
-            .map_err(|e| PeerError::failed(format!("starting {}: {e}", program.display())))?;
-        let deadline = Instant::now() + START_DEADLINE;
-        let addr = std::net::SocketAddr::new(host, port);
-        loop {
-            if crate::lab::netns::connect(lab.map(|h| &*h.ns), addr)
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            if let Some(status) = group.try_exit_status() {
-                return Err(PeerError::failed(format!(
-                    "turnserver exited ({status}) before listening; log: {}",
-                    tail(&log, 5)
-                )));
-            }
-            if Instant::now() > deadline {
-                return Err(PeerError::Timeout(format!(
-                    "turnserver listening on port {port} (log: {})",
-                    log.display()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let ns = lab.map(|h| h.ns.clone());
+        let group =
+            spawn_listening(&program, &args, ns.as_deref(), host, port, &log, false).await?;
         Ok(Self {
-            group,
+            group: std::sync::Mutex::new(group),
+            program,
+            args,
+            ns,
             host,
             port,
             username,
@@ -198,7 +183,73 @@ impl EmbeddedTurn {
 
     /// Stops coturn.
     pub fn stop(&mut self) {
-        self.group.kill();
+        if let Ok(mut g) = self.group.lock() {
+            g.kill();
+        }
+    }
+
+    /// Kills coturn (every allocation, permission and channel binding is lost, as in a crash)
+    /// and, after `down`, starts it again on the same address, port and credentials; returns
+    /// once it listens. Its output goes on in the same log.
+    pub async fn restart(&self, down: Duration) -> Result<(), PeerError> {
+        if let Ok(mut g) = self.group.lock() {
+            g.kill();
+        }
+        tokio::time::sleep(down).await;
+        let group = spawn_listening(
+            &self.program,
+            &self.args,
+            self.ns.as_deref(),
+            self.host,
+            self.port,
+            &self.log,
+            true,
+        )
+        .await?;
+        if let Ok(mut g) = self.group.lock() {
+            *g = group;
+        }
+        Ok(())
+    }
+}
+
+/// Starts coturn with `args` (in `ns` if given) and waits until it accepts TCP connections on
+/// `host:port`; `append`: add to `log` instead of starting it afresh.
+async fn spawn_listening(
+    program: &Path,
+    args: &[String],
+    ns: Option<&crate::lab::Netns>,
+    host: std::net::IpAddr,
+    port: u16,
+    log: &Path,
+    append: bool,
+) -> Result<ProcessGroup, PeerError> {
+    let mut cmd = match ns {
+        Some(ns) => ns.command(program),
+        None => std::process::Command::new(program),
+    };
+    cmd.args(args);
+    let mut group = ProcessGroup::spawn_logging(cmd, "turnserver", log, append)
+        .map_err(|e| PeerError::failed(format!("starting {}: {e}", program.display())))?;
+    let deadline = Instant::now() + START_DEADLINE;
+    let addr = std::net::SocketAddr::new(host, port);
+    loop {
+        if crate::lab::netns::connect(ns, addr).await.is_ok() {
+            return Ok(group);
+        }
+        if let Some(status) = group.try_exit_status() {
+            return Err(PeerError::failed(format!(
+                "turnserver exited ({status}) before listening; log: {}",
+                tail(log, 5)
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(PeerError::Timeout(format!(
+                "turnserver listening on port {port} (log: {})",
+                log.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -41,6 +41,10 @@ const NOT_SHAPE_ERRORS: &[(&str, &str)] = &[
     ),
     ("freeze-a-bot.toml", "reference: the named peer's kind"),
     (
+        "restart-turn-without-turn.toml",
+        "rule between tables: needs [ice.embedded_turn]",
+    ),
+    (
         "kill-twice.toml",
         "order of steps: killed by an earlier step",
     ),

@@ -254,6 +254,11 @@ impl RunCx<'_> {
         &self.setup.ice
     }
 
+    /// The embedded TURN server, when the scenario has one.
+    pub fn turn(&self) -> Option<&EmbeddedTurn> {
+        self.setup.turn.as_ref()
+    }
+
     /// The network lab, when the scenario has one.
     pub fn lab(&self) -> Option<&Lab> {
         self.setup.lab.as_ref()

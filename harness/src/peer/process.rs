@@ -17,8 +17,23 @@ pub struct ProcessGroup {
 
 impl ProcessGroup {
     /// Spawns `cmd` as the leader of a new process group, stdout and stderr to `log`.
-    pub fn spawn(mut cmd: Command, name: &str, log: &Path) -> std::io::Result<Self> {
-        let out = std::fs::File::create(log)?;
+    pub fn spawn(cmd: Command, name: &str, log: &Path) -> std::io::Result<Self> {
+        Self::spawn_logging(cmd, name, log, false)
+    }
+
+    /// [`ProcessGroup::spawn`]; with `append`, adding to `log` instead of starting it afresh.
+    pub fn spawn_logging(
+        mut cmd: Command,
+        name: &str,
+        log: &Path,
+        append: bool,
+    ) -> std::io::Result<Self> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(log)?;
         let err = out.try_clone()?;
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(out))

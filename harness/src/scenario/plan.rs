@@ -358,6 +358,7 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
         timeout_s,
         trickle_default,
         network.is_some(),
+        ice.embedded_turn.is_some(),
     )?;
     let expectations = check_expectations(&c, &raw.expect, &ids, &connections)?;
 
@@ -593,6 +594,7 @@ fn check_steps(
     timeout_s: u64,
     trickle_default: bool,
     in_lab: bool,
+    embedded_turn: bool,
 ) -> Result<(Vec<StepPlan>, Vec<ConnectionPlan>), ScenarioError> {
     let mut connections = Vec::new();
     let mut closed = HashSet::new();
@@ -651,6 +653,7 @@ fn check_steps(
             timeout_ms,
             trickle_default,
             in_lab,
+            embedded_turn,
             connections: &mut connections,
             closed: &mut closed,
         };

@@ -19,6 +19,7 @@ mod freeze;
 mod kill;
 mod mark;
 mod restart_ice;
+mod restart_turn;
 mod send;
 mod set_network;
 mod wait;
@@ -64,6 +65,7 @@ pub const KINDS: &[Kind] = &[
     kill::KIND,
     freeze::KIND,
     drop_signaling::KIND,
+    restart_turn::KIND,
     wait_state::KIND,
     mark::KIND,
 ];
@@ -142,6 +144,8 @@ pub struct BuildCx<'a> {
     pub trickle_default: bool,
     /// Whether the scenario uses the network lab.
     pub in_lab: bool,
+    /// Whether the scenario starts the embedded TURN server (`[ice.embedded_turn]`).
+    pub embedded_turn: bool,
     /// Connections made by earlier steps (a connect step adds its own).
     pub connections: &'a mut Vec<ConnectionPlan>,
     /// Peers closed by earlier steps.
