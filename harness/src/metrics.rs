@@ -51,14 +51,14 @@ pub struct PeerMetrics {
     pub first_frame_ms: Option<f64>,
     /// The fault → this peer's next connectionState `disconnected`. The fault is the first,
     /// after this peer was connected, of: the other peer of the connection killed (`kill`), or
-    /// either peer's link set to loss 100 (`set_network`).
+    /// either peer's link cut (`set_network` to loss 100 or UDP blocked).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault_to_disconnected_ms: Option<f64>,
     /// The fault (as above) → this peer's next connectionState `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault_to_failed_ms: Option<f64>,
-    /// The restore (the faulted peer's next `set_network` with loss below 100 after the
-    /// fault) → this peer's next connectionState `connected`.
+    /// The restore (the faulted peer's next `set_network` after the fault that leaves its
+    /// link not cut) → this peer's next connectionState `connected`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restore_to_connected_ms: Option<f64>,
 }
@@ -168,7 +168,7 @@ fn faults(
             && in_connection(&e.peer)
             && match e.event {
                 EventKind::Killed => e.peer != ep.peer,
-                EventKind::NetworkChanged { loss_pct } => loss_pct == 100,
+                EventKind::NetworkChanged { loss_pct, udp } => cut(loss_pct, udp),
                 _ => false,
             }
     });
@@ -178,9 +178,14 @@ fn faults(
     let restore = timeline.events().iter().find(|e| {
         e.t_ms >= fault.t_ms
             && e.peer == fault.peer
-            && matches!(e.event, EventKind::NetworkChanged { loss_pct } if loss_pct < 100)
+            && matches!(e.event, EventKind::NetworkChanged { loss_pct, udp } if !cut(loss_pct, udp))
     });
     (Some(fault.t_ms), restore.map(|e| e.t_ms))
+}
+
+/// Whether a link with these rules is cut for a UDP path: loss 100, or UDP blocked.
+fn cut(loss_pct: u8, udp: crate::scenario::UdpPolicy) -> bool {
+    loss_pct == 100 || udp == crate::scenario::UdpPolicy::Blocked
 }
 
 /// min / median / p95 / max of a sample (ms).
@@ -226,6 +231,7 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::UdpPolicy;
     use crate::timeline::Event;
     use proptest::prelude::*;
 
@@ -337,13 +343,19 @@ mod tests {
             &mut t,
             90.0,
             "x",
-            EventKind::NetworkChanged { loss_pct: 100 },
+            EventKind::NetworkChanged {
+                loss_pct: 100,
+                udp: UdpPolicy::Open,
+            },
         );
         peer_wide(
             &mut t,
             100.0,
             "o",
-            EventKind::NetworkChanged { loss_pct: 100 },
+            EventKind::NetworkChanged {
+                loss_pct: 100,
+                udp: UdpPolicy::Open,
+            },
         );
         push(
             &mut t,
@@ -355,7 +367,10 @@ mod tests {
             &mut t,
             5100.0,
             "o",
-            EventKind::NetworkChanged { loss_pct: 0 },
+            EventKind::NetworkChanged {
+                loss_pct: 0,
+                udp: UdpPolicy::Open,
+            },
         );
         push(
             &mut t,

@@ -214,6 +214,8 @@ pub enum EventKind {
     NetworkChanged {
         /// The new loss each direction, percent (100: nothing passes).
         loss_pct: u8,
+        /// The new UDP policy (`blocked`: no UDP passes, TCP does).
+        udp: crate::scenario::UdpPolicy,
     },
     /// Something went wrong inside the peer (an API call rejected, a signaling error).
     Error {
@@ -271,7 +273,12 @@ impl fmt::Display for EventKind {
             EventKind::Frozen => f.write_str("frozen"),
             EventKind::SignalingJoined { peer_id } => write!(f, "signaling joined as {peer_id:?}"),
             EventKind::SignalingClosed => f.write_str("signaling socket closed"),
-            EventKind::NetworkChanged { loss_pct } => write!(f, "network: loss {loss_pct}%"),
+            EventKind::NetworkChanged { loss_pct, udp } => match udp {
+                crate::scenario::UdpPolicy::Open => write!(f, "network: loss {loss_pct}%"),
+                crate::scenario::UdpPolicy::Blocked => {
+                    write!(f, "network: loss {loss_pct}%, UDP blocked")
+                }
+            },
             EventKind::Error { message } => write!(f, "error: {message}"),
         }
     }

@@ -136,7 +136,8 @@ pub struct Lab {
 struct PeerLink {
     ns: String,
     dev: String,
-    udp: crate::scenario::UdpPolicy,
+    /// The rules in force now: UDP policy and loss, percent (`set_link` changes them).
+    now: std::sync::Mutex<(crate::scenario::UdpPolicy, u8)>,
 }
 
 /// Namespaces made so far; removed (in reverse order) when dropped.
@@ -192,7 +193,7 @@ impl Lab {
                 PeerLink {
                     ns: h.link_ns.clone(),
                     dev: h.link_if.clone(),
-                    udp: p.udp,
+                    now: std::sync::Mutex::new((p.udp, p.loss_pct)),
                 },
             );
             hosts.insert(
@@ -225,13 +226,40 @@ impl Lab {
     /// `lan` or its port on the internet segment, never in the peer's own namespace, so the
     /// peer sees no send error), is replaced in one nftables transaction.
     pub async fn set_loss(&self, peer: &str, loss_pct: u8) -> Result<(), LabError> {
+        self.set_link(peer, None, Some(loss_pct)).await
+    }
+
+    /// A peer's link rules now: UDP policy and loss, percent.
+    pub fn link_now(&self, peer: &str) -> Option<(crate::scenario::UdpPolicy, u8)> {
+        self.links.get(peer)?.now.lock().ok().map(|n| *n)
+    }
+
+    /// Changes a peer's link while the scenario runs: its UDP policy and/or its loss (what is
+    /// `None` stays as it is). The link's firewall table is replaced atomically.
+    pub async fn set_link(
+        &self,
+        peer: &str,
+        udp: Option<crate::scenario::UdpPolicy>,
+        loss_pct: Option<u8>,
+    ) -> Result<(), LabError> {
         let Some(link) = self.links.get(peer) else {
             return Err(LabError::Other(format!("peer {peer:?} is not in the lab")));
         };
+        let (udp, loss) = {
+            let now = link
+                .now
+                .lock()
+                .map_err(|_| LabError::Other("lab state poisoned".into()))?;
+            (udp.unwrap_or(now.0), loss_pct.unwrap_or(now.1))
+        };
         run(&topology::replace_link_ruleset(
-            &link.ns, &link.dev, link.udp, loss_pct,
+            &link.ns, &link.dev, udp, loss,
         ))
-        .await
+        .await?;
+        if let Ok(mut now) = link.now.lock() {
+            *now = (udp, loss);
+        }
+        Ok(())
     }
 
     /// The internet segment, where the STUN/TURN server runs, and its address there.

@@ -1,11 +1,12 @@
-//! `set_network`: change a lab peer's packet loss while the scenario runs (fault injection);
+//! `set_network`: change a lab peer's packet loss and/or UDP policy while the scenario runs
+//! (fault injection);
 //! done as soon as the new rules are in place, or, with `recovers_within_ms`, once every
 //! connection of the peer is `connected` again (both ends), within that many milliseconds.
 
 use super::{BuildCx, Immediate, Kind, Progress, Step, Watch};
 use crate::engine::context::{Deadline, RunCx};
 use crate::engine::error::StepError;
-use crate::scenario::ScenarioError;
+use crate::scenario::{ScenarioError, UdpPolicy};
 use crate::timeline::{Endpoint, EventKind, StateMachine, Timeline};
 use async_trait::async_trait;
 use schemars::JsonSchema;
@@ -16,7 +17,7 @@ use tokio::time::Instant;
 
 pub(super) const KIND: Kind = Kind {
     action: "set_network",
-    summary: "Change a network-lab peer's packet loss mid-scenario.",
+    summary: "Change a network-lab peer's packet loss and/or UDP policy mid-scenario.",
     build,
     schema: super::schema_of::<Entry>,
 };
@@ -27,10 +28,14 @@ pub(super) const KIND: Kind = Kind {
 struct Entry {
     /// The lab peer whose network changes.
     peer: String,
-    /// The new packet loss each direction, percent (0-100; 100 drops everything).
-    /// Signed and wide so that any integer reaches the range check, which names the range.
+    /// The new packet loss each direction, percent (0-100; 100 drops everything); unset:
+    /// as it is. Signed and wide so that any integer reaches the range check, which names
+    /// the range.
     #[schemars(range(min = 0, max = 100))]
-    loss_pct: i64,
+    loss_pct: Option<i64>,
+    /// The new UDP policy: `blocked` drops all UDP both ways (TCP, e.g. TURN over TCP,
+    /// passes), `open` lets it through again; unset: as it is.
+    udp: Option<UdpPolicy>,
     /// After the change, wait until every connection of the peer has `connectionState`
     /// `connected` at both ends, and fail the step if that takes longer than this, ms. Only
     /// with loss below 100. A connection that never left `connected` counts as recovered.
@@ -43,8 +48,10 @@ struct Entry {
 pub struct SetNetwork {
     /// The peer.
     pub peer: String,
-    /// New loss each direction, percent.
-    pub loss_pct: u8,
+    /// New loss each direction, percent (`None`: unchanged).
+    pub loss_pct: Option<u8>,
+    /// New UDP policy (`None`: unchanged).
+    pub udp: Option<UdpPolicy>,
     /// `recovers_within_ms`, and the connections it watches.
     pub recovery: Option<(u64, Vec<Watched>)>,
 }
@@ -61,15 +68,24 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
     }
     let e: Entry = cx.parse(table)?;
     cx.peer("peer", &e.peer)?;
-    let Some(loss_pct) = crate::scenario::checked_loss_pct(e.loss_pct) else {
-        return Err(cx.err("loss_pct", "must be between 0 and 100"));
+    let loss_pct = match e.loss_pct {
+        None => None,
+        Some(l) => match crate::scenario::checked_loss_pct(l) {
+            Some(l) => Some(l),
+            None => return Err(cx.err("loss_pct", "must be between 0 and 100")),
+        },
     };
+    if loss_pct.is_none() && e.udp.is_none() {
+        return Err(cx.err("", "set_network needs `loss_pct`, `udp`, or both"));
+    }
+    let cuts = loss_pct == Some(100) || e.udp == Some(UdpPolicy::Blocked);
     let recovery = match e.recovers_within_ms {
         None => None,
-        Some(_) if loss_pct == 100 => {
+        Some(_) if cuts => {
             return Err(cx.err(
                 "recovers_within_ms",
-                "nothing can recover while loss_pct = 100: set it on the step that restores the link",
+                "nothing on UDP can recover while this step cuts the link (loss_pct = 100 or \
+                 udp = \"blocked\"): set it on the step that restores the link",
             ));
         }
         Some(0) => return Err(cx.err("recovers_within_ms", "must be at least 1")),
@@ -96,6 +112,7 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
     Ok(Arc::new(SetNetwork {
         peer: e.peer,
         loss_pct,
+        udp: e.udp,
         recovery,
     }))
 }
@@ -103,13 +120,19 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
 #[async_trait]
 impl Step for SetNetwork {
     fn describe(&self) -> String {
-        match &self.recovery {
-            Some((ms, _)) => format!(
-                "set_network {}: loss {}%, recovers within {ms} ms",
-                self.peer, self.loss_pct
-            ),
-            None => format!("set_network {}: loss {}%", self.peer, self.loss_pct),
+        let mut parts = Vec::new();
+        if let Some(l) = self.loss_pct {
+            parts.push(format!("loss {l}%"));
         }
+        match self.udp {
+            Some(UdpPolicy::Blocked) => parts.push("UDP blocked".into()),
+            Some(UdpPolicy::Open) => parts.push("UDP open".into()),
+            None => {}
+        }
+        if let Some((ms, _)) = &self.recovery {
+            parts.push(format!("recovers within {ms} ms"));
+        }
+        format!("set_network {}: {}", self.peer, parts.join(", "))
     }
 
     fn endpoints(&self) -> Vec<Endpoint<'_>> {
@@ -121,18 +144,20 @@ impl Step for SetNetwork {
     }
 
     async fn start(&self, cx: &mut RunCx<'_>) -> Result<Box<dyn Watch>, StepError> {
-        if cx.lab().is_none() {
-            return Err(StepError::Impossible(
-                "set_network needs the network lab".into(),
-            ));
-        }
+        let Some((udp_now, loss_now)) = cx.lab().and_then(|l| l.link_now(&self.peer)) else {
+            return Err(StepError::Impossible(format!(
+                "set_network: peer {} has no link in the network lab",
+                self.peer
+            )));
+        };
         // Stamped just before the rules change (they are in place a few ms later), so that no
         // state change the new rules cause can come before it on the timeline.
         cx.record(
             &self.peer,
             "",
             EventKind::NetworkChanged {
-                loss_pct: self.loss_pct,
+                loss_pct: self.loss_pct.unwrap_or(loss_now),
+                udp: self.udp.unwrap_or(udp_now),
             },
         );
         let deadline = cx.deadline().clone();
@@ -141,7 +166,12 @@ impl Step for SetNetwork {
                 "set_network needs the network lab".into(),
             ));
         };
-        match tokio::time::timeout_at(deadline.at, lab.set_loss(&self.peer, self.loss_pct)).await {
+        match tokio::time::timeout_at(
+            deadline.at,
+            lab.set_link(&self.peer, self.udp, self.loss_pct),
+        )
+        .await
+        {
             Ok(r) => r?,
             Err(_) => {
                 return Err(StepError::CommandDeadline {
