@@ -355,6 +355,13 @@ impl Instance {
         if let Some(ns) = &ns {
             command = in_namespace(&command, ns);
         }
+        // The driver's and the browser's own temporary files (Chromium's
+        // `org.chromium.Chromium.*` directories, which a killed browser never removes) go
+        // inside the profile directory, which is removed with the instance.
+        let tmp = profile.path().join("tmp");
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| PeerError::failed(format!("temp dir {}: {e}", tmp.display())))?;
+        command.env("TMPDIR", &tmp);
         let mut group = ProcessGroup::spawn(command, &driver_name, &log).map_err(|e| {
             PeerError::failed(format!("starting {}: {e}", programs.driver.display()))
         })?;
