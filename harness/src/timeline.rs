@@ -208,6 +208,15 @@ pub enum EventKind {
     /// The connection's signaling socket closed while in use; the peer reconnects (a first
     /// attempt at once, then backoff from 100 ms doubling to 2 s) and rejoins the same room.
     SignalingClosed,
+    /// What the peer had received on the connection at a recovery point (a `set_network`
+    /// step with `recovers_within_ms`, once it completed); the `*_after_recovery`
+    /// expectations count from here.
+    MediaAtRecovery {
+        /// Whole video frames received so far (as `MediaCounters::video_frames`).
+        video_frames: u64,
+        /// Audio packets received so far.
+        audio_packets_received: u64,
+    },
     /// A `freeze` step made the peer hang (peer-wide): a browser's process group got SIGSTOP.
     Frozen,
     /// A `set_network` step changed the peer's link (peer-wide: connection is empty).
@@ -271,6 +280,13 @@ impl fmt::Display for EventKind {
             EventKind::Closed => f.write_str("close()"),
             EventKind::Killed => f.write_str("killed"),
             EventKind::Frozen => f.write_str("frozen"),
+            EventKind::MediaAtRecovery {
+                video_frames,
+                audio_packets_received,
+            } => write!(
+                f,
+                "recovered with {video_frames} video frames, {audio_packets_received} audio packets received so far"
+            ),
             EventKind::SignalingJoined { peer_id } => write!(f, "signaling joined as {peer_id:?}"),
             EventKind::SignalingClosed => f.write_str("signaling socket closed"),
             EventKind::NetworkChanged { loss_pct, udp } => match udp {

@@ -142,6 +142,62 @@ pub fn check(
             format!("{} packets", counters.audio_packets_received),
         ));
     }
+    if exp.min_video_frames_after_recovery.is_some()
+        || exp.min_audio_packets_after_recovery.is_some()
+    {
+        // The last recovery point: (time, video frames, audio packets) received by then.
+        let last = timeline
+            .of(ep)
+            .filter_map(|e| match e.event {
+                crate::timeline::EventKind::MediaAtRecovery {
+                    video_frames,
+                    audio_packets_received,
+                } => Some((e.t_ms, video_frames, audio_packets_received)),
+                _ => None,
+            })
+            .last();
+        // (key, minimum, what, at the end, at the recovery point)
+        let checks = [
+            (
+                "min_video_frames_after_recovery",
+                exp.min_video_frames_after_recovery,
+                "video frames",
+                counters.video_frames,
+                last.map(|(t, v, _)| (t, v)),
+            ),
+            (
+                "min_audio_packets_after_recovery",
+                exp.min_audio_packets_after_recovery,
+                "audio packets",
+                counters.audio_packets_received,
+                last.map(|(t, _, a)| (t, a)),
+            ),
+        ];
+        for (key, want, what, end, at) in checks {
+            let Some(n) = want else { continue };
+            let want = format!("at least {n} {what} after the recovery point");
+            match at {
+                None => out.push(fail(
+                    key,
+                    want,
+                    "no recovery point (no set_network step with recovers_within_ms completed)"
+                        .into(),
+                )),
+                Some((t, base)) => {
+                    let got = end.saturating_sub(base);
+                    if got < n {
+                        out.push(fail(
+                            key,
+                            want,
+                            format!(
+                                "{got} {what} after it ({base} at {t:.1} ms, {end} at the end)"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
     // Upper bounds: (key, what is bounded, limit, observed value, unit, text when unobserved).
     let bounds = [
         (
@@ -319,6 +375,57 @@ mod tests {
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].observed, "12.5 ms");
         assert_eq!(f[1].observed, "2.50%");
+    }
+
+    #[test]
+    fn media_after_recovery_counts_from_the_last_recovery_point() {
+        let e = Expectation {
+            peer: "a".into(),
+            connection: Some("c".into()),
+            min_video_frames_after_recovery: Some(20),
+            min_audio_packets_after_recovery: Some(100),
+            ..Default::default()
+        };
+        let end = crate::peer::media::MediaCounters {
+            video_frames: 100,
+            audio_packets_received: 400,
+            ..Default::default()
+        };
+        // No recovery point: both fail, saying so.
+        let f = check(
+            &e,
+            &Timeline::new(),
+            &PeerMetrics::default(),
+            Some(&end),
+            None,
+        );
+        assert_eq!(f.len(), 2);
+        assert!(f[0].observed.contains("no recovery point"));
+        let mut t = Timeline::new();
+        let at = |t_ms, video_frames, audio_packets_received| Event {
+            t_ms,
+            peer: "a".into(),
+            connection: "c".into(),
+            event: EventKind::MediaAtRecovery {
+                video_frames,
+                audio_packets_received,
+            },
+        };
+        t.push(at(1000.0, 10, 50));
+        assert!(check(&e, &t, &PeerMetrics::default(), Some(&end), None).is_empty());
+        // A later recovery point counts: 100 - 85 = 15 frames, 400 - 350 = 50 packets after it.
+        t.push(at(5000.0, 85, 350));
+        let f = check(&e, &t, &PeerMetrics::default(), Some(&end), None);
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].key, "min_video_frames_after_recovery");
+        assert_eq!(
+            f[0].observed,
+            "15 video frames after it (85 at 5000.0 ms, 100 at the end)"
+        );
+        assert_eq!(
+            f[1].observed,
+            "50 audio packets after it (350 at 5000.0 ms, 400 at the end)"
+        );
     }
 
     #[test]

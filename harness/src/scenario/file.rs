@@ -357,6 +357,11 @@ pub struct ExpectEntry {
     pub min_video_frames: Option<u64>,
     /// Audio packets this peer must have received (`packetsReceived`).
     pub min_audio_packets: Option<u64>,
+    /// Whole video frames this peer must have received after the last recovery point (a
+    /// `set_network` step with `recovers_within_ms`, once it completed) until the end.
+    pub min_video_frames_after_recovery: Option<u64>,
+    /// Audio packets this peer must have received after the last recovery point.
+    pub min_audio_packets_after_recovery: Option<u64>,
     /// Upper bound on `first_frame_ms` (connected → first video frame at this peer), ms.
     pub first_frame_ms_max: Option<f64>,
     /// Upper bound on the selected candidate pair's `currentRoundTripTime`, ms (last stats

@@ -215,6 +215,10 @@ pub struct Expectation {
     pub min_video_frames: Option<u64>,
     /// Minimum audio packets received.
     pub min_audio_packets: Option<u64>,
+    /// Minimum whole video frames received after the last recovery point.
+    pub min_video_frames_after_recovery: Option<u64>,
+    /// Minimum audio packets received after the last recovery point.
+    pub min_audio_packets_after_recovery: Option<u64>,
     /// Upper bound on first_frame_ms.
     pub first_frame_ms_max: Option<f64>,
     /// Upper bound on the selected pair's RTT, ms.
@@ -830,6 +834,8 @@ fn check_expectations(
         out.push(Expectation {
             min_video_frames: e.min_video_frames,
             min_audio_packets: e.min_audio_packets,
+            min_video_frames_after_recovery: e.min_video_frames_after_recovery,
+            min_audio_packets_after_recovery: e.min_audio_packets_after_recovery,
             first_frame_ms_max: e.first_frame_ms_max,
             max_rtt_ms: e.max_rtt_ms,
             max_packet_loss_pct: e.max_packet_loss_pct,

@@ -276,7 +276,21 @@ impl Watch for Connect {
             }
         }
         let want = if expect_failed { "failed" } else { "connected" };
-        let reached = self.pair().iter().all(|ep| state(*ep) == Some(want));
+        // A failure is complete once ICE has left checking too: webrtc-rs can report
+        // connectionState `failed` a few ms before iceConnectionState `failed`, and a step that
+        // ended in between left the latter off the judged timeline. (Chromium 156 leaves
+        // iceConnectionState at `disconnected`, which counts. `connected` needs no such wait:
+        // ICE connects before DTLS, so iceConnectionState is connected first.)
+        let ice_settled = |ep| {
+            !matches!(
+                timeline.current_state(ep, StateMachine::IceConnection),
+                Some("new" | "checking") | None
+            )
+        };
+        let reached = self
+            .pair()
+            .iter()
+            .all(|ep| state(*ep) == Some(want) && (!expect_failed || ice_settled(*ep)));
         let channels_open = expect_failed
             || self.connection.data_channel.as_ref().is_none_or(|label| {
                 self.pair()
@@ -418,6 +432,19 @@ mod tests {
         push(&mut t, "a", "c", state("failed"));
         assert_eq!(step.progress(&t), Progress::Waiting);
         push(&mut t, "b", "c", state("failed"));
+        // connectionState failed on both, ICE still checking (webrtc-rs can report them a few
+        // ms apart in this order): not done, or the judged timeline misses ICE's end.
+        let ice = |s: &str| EventKind::State {
+            machine: StateMachine::IceConnection,
+            state: s.into(),
+        };
+        push(&mut t, "a", "c", ice("checking"));
+        push(&mut t, "b", "c", ice("checking"));
+        assert_eq!(step.progress(&t), Progress::Waiting);
+        push(&mut t, "a", "c", ice("failed"));
+        assert_eq!(step.progress(&t), Progress::Waiting);
+        // Chromium leaves iceConnectionState at disconnected: that is settled too.
+        push(&mut t, "b", "c", ice("disconnected"));
         assert_eq!(step.progress(&t), Progress::Done);
 
         let mut t = Timeline::new();

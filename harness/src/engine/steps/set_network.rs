@@ -15,6 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// How long asking a peer for its media counters at a recovery point may take.
+const MEDIA_DEADLINE: Duration = Duration::from_secs(5);
+
 pub(super) const KIND: Kind = Kind {
     action: "set_network",
     summary: "Change a network-lab peer's packet loss and/or UDP policy mid-scenario.",
@@ -56,8 +59,8 @@ pub struct SetNetwork {
     pub recovery: Option<(u64, Vec<Watched>)>,
 }
 
-/// A connection a recovery waits for: (id, offerer, answerer).
-pub type Watched = (String, String, String);
+/// A connection a recovery waits for: (id, offerer, answerer, whether it carries media).
+pub type Watched = (String, String, String, bool);
 
 fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, ScenarioError> {
     if !cx.in_lab {
@@ -95,7 +98,14 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
                 .iter()
                 .filter(|c| c.expect_connected && c.has(&e.peer))
                 .filter(|c| !cx.closed.contains(&c.offerer) && !cx.closed.contains(&c.answerer))
-                .map(|c| (c.id.clone(), c.offerer.clone(), c.answerer.clone()))
+                .map(|c| {
+                    (
+                        c.id.clone(),
+                        c.offerer.clone(),
+                        c.answerer.clone(),
+                        !c.media.is_empty(),
+                    )
+                })
                 .collect();
             if conns.is_empty() {
                 return Err(cx.err(
@@ -139,7 +149,7 @@ impl Step for SetNetwork {
         self.recovery
             .iter()
             .flat_map(|(_, conns)| conns)
-            .flat_map(|(c, o, a)| [Endpoint::new(o, c), Endpoint::new(a, c)])
+            .flat_map(|(c, o, a, _)| [Endpoint::new(o, c), Endpoint::new(a, c)])
             .collect()
     }
 
@@ -193,9 +203,37 @@ impl Step for SetNetwork {
         Ok(Box::new(Recovery {
             endpoints: conns
                 .iter()
-                .flat_map(|(c, o, a)| [(o.clone(), c.clone()), (a.clone(), c.clone())])
+                .flat_map(|(c, o, a, _)| [(o.clone(), c.clone()), (a.clone(), c.clone())])
                 .collect(),
         }))
+    }
+
+    /// At a recovery point: what each watched end had received so far, for the
+    /// `*_after_recovery` expectations.
+    async fn finish(&self, cx: &mut RunCx<'_>) -> Result<(), StepError> {
+        let Some((_, conns)) = &self.recovery else {
+            return Ok(());
+        };
+        for (c, o, a, _) in conns.iter().filter(|w| w.3) {
+            for p in [o, a] {
+                // Its own short deadline: the step's (recovers_within_ms) may be spent.
+                match tokio::time::timeout(MEDIA_DEADLINE, cx.peer(p)?.media_counters(c)).await {
+                    Ok(Ok(m)) => cx.record(
+                        p,
+                        c,
+                        EventKind::MediaAtRecovery {
+                            video_frames: m.video_frames,
+                            audio_packets_received: m.audio_packets_received,
+                        },
+                    ),
+                    Ok(Err(e)) => tracing::warn!("{p}: media counters at the recovery point: {e}"),
+                    Err(_) => tracing::warn!(
+                        "{p}: media counters at the recovery point: no answer within {MEDIA_DEADLINE:?}"
+                    ),
+                }
+            }
+        }
+        Ok(())
     }
 }
 
