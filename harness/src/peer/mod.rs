@@ -206,7 +206,7 @@ pub trait Peer: Send + Sync {
     async fn close(&self, connection: &str) -> Result<(), PeerError>;
     /// Stops the peer as a crash would, without `close()`: nothing more leaves it on any of
     /// its connections or its signaling socket, and its own events stop. Emits
-    /// [`EventKind::Killed`](crate::timeline::EventKind::Killed). Later commands fail.
+    /// [`EventKind::Killed`]. Later commands fail.
     async fn kill(&self) -> Result<(), PeerError> {
         Err(PeerError::failed(format!(
             "peer kind {} cannot be killed (its Peer implementation has no kill)",
@@ -215,7 +215,7 @@ pub trait Peer: Send + Sync {
     }
     /// Makes the peer hang as a stuck process does: it stays up (sockets open) but answers
     /// nothing and sends nothing (a browser: SIGSTOP to its process group). Emits
-    /// [`EventKind::Frozen`](crate::timeline::EventKind::Frozen). Later commands run into
+    /// [`EventKind::Frozen`]. Later commands run into
     /// their deadlines.
     async fn freeze(&self) -> Result<(), PeerError> {
         Err(PeerError::failed(format!(
