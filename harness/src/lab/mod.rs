@@ -123,7 +123,7 @@ pub struct LabHost {
 /// A running lab; removed when dropped.
 pub struct Lab {
     hosts: HashMap<String, LabHost>,
-    /// Each peer's link: where its firewall acts and its UDP policy (`set_loss` rebuilds the
+    /// Each peer's link: where its firewall acts and its UDP policy (`set_link` rebuilds the
     /// firewall from them).
     links: HashMap<String, PeerLink>,
     internet: Arc<Netns>,
@@ -221,21 +221,15 @@ impl Lab {
         self.hosts.get(peer).cloned()
     }
 
-    /// Changes a peer's packet loss (each direction, percent; 100 drops every IP packet),
-    /// keeping its UDP policy: the firewall table of its link, on the far end (its router's
-    /// `lan` or its port on the internet segment, never in the peer's own namespace, so the
-    /// peer sees no send error), is replaced in one nftables transaction.
-    pub async fn set_loss(&self, peer: &str, loss_pct: u8) -> Result<(), LabError> {
-        self.set_link(peer, None, Some(loss_pct)).await
-    }
-
     /// A peer's link rules now: UDP policy and loss, percent.
     pub fn link_now(&self, peer: &str) -> Option<(crate::scenario::UdpPolicy, u8)> {
         self.links.get(peer)?.now.lock().ok().map(|n| *n)
     }
 
     /// Changes a peer's link while the scenario runs: its UDP policy and/or its loss (what is
-    /// `None` stays as it is). The link's firewall table is replaced atomically.
+    /// `None` stays as it is). The firewall table of its link, on the far end (its router's
+    /// `lan` or its port on the internet segment, never in the peer's own namespace, so the
+    /// peer sees no send error), is replaced in one nftables transaction.
     pub async fn set_link(
         &self,
         peer: &str,

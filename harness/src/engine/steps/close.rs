@@ -37,12 +37,7 @@ pub struct Close {
 fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, ScenarioError> {
     let e: Entry = cx.parse(table)?;
     cx.peer("peer", &e.peer)?;
-    let connections: Vec<String> = cx
-        .connections
-        .iter()
-        .filter(|c| c.has(&e.peer))
-        .map(|c| c.id.clone())
-        .collect();
+    let connections = cx.connections_of(&e.peer);
     if connections.is_empty() {
         return Err(cx.err(
             "peer",

@@ -44,12 +44,7 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
     let e: Entry = cx.parse(table)?;
     cx.peer("peer", &e.peer)?;
     let connection = cx.connection_named(&e.peer, e.connection.as_deref())?;
-    if cx.closed.contains(&e.peer) {
-        return Err(cx.err(
-            "peer",
-            format!("peer {:?} was closed or killed by an earlier step", e.peer),
-        ));
-    }
+    cx.live("peer", &e.peer)?;
     Ok(Arc::new(DropSignaling {
         peer: e.peer,
         connection,

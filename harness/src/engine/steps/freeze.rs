@@ -52,12 +52,7 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
             ),
         ));
     }
-    if cx.closed.contains(&e.peer) {
-        return Err(cx.err(
-            "peer",
-            format!("peer {:?} was closed or killed by an earlier step", e.peer),
-        ));
-    }
+    cx.live("peer", &e.peer)?;
     Ok(Arc::new(Freeze { peer: e.peer }))
 }
 

@@ -40,12 +40,7 @@ pub struct Kill {
 fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, ScenarioError> {
     let e: Entry = cx.parse(table)?;
     cx.peer("peer", &e.peer)?;
-    let connections: Vec<String> = cx
-        .connections
-        .iter()
-        .filter(|c| c.has(&e.peer))
-        .map(|c| c.id.clone())
-        .collect();
+    let connections = cx.connections_of(&e.peer);
     if !cx.closed.insert(e.peer.clone()) {
         return Err(cx.err(
             "peer",

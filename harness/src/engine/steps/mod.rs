@@ -204,6 +204,26 @@ impl BuildCx<'_> {
         })
     }
 
+    /// Checks that `peer` (the value of `key`) was not closed or killed by an earlier step.
+    pub fn live(&self, key: &str, peer: &str) -> Result<(), ScenarioError> {
+        if self.closed.contains(peer) {
+            return Err(self.err(
+                key,
+                format!("peer {peer:?} was closed or killed by an earlier step"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ids of the connections `peer` is in, made by earlier steps.
+    pub fn connections_of(&self, peer: &str) -> Vec<String> {
+        self.connections
+            .iter()
+            .filter(|c| c.has(peer))
+            .map(|c| c.id.clone())
+            .collect()
+    }
+
     /// Checks that `id` (the value of `key`) names a peer.
     pub fn peer(&self, key: &str, id: &str) -> Result<(), ScenarioError> {
         if self.peers.iter().any(|p| p.id == id) {
@@ -224,14 +244,9 @@ impl BuildCx<'_> {
         peer: &str,
         named: Option<&str>,
     ) -> Result<String, ScenarioError> {
-        let mine: Vec<&str> = self
-            .connections
-            .iter()
-            .filter(|c| c.has(peer))
-            .map(|c| c.id.as_str())
-            .collect();
+        let mine = self.connections_of(peer);
         match (named, mine.as_slice()) {
-            (Some(c), _) if mine.contains(&c) => Ok(c.to_string()),
+            (Some(c), _) if mine.iter().any(|m| m == c) => Ok(c.to_string()),
             (Some(c), _) => Err(self.err(
                 "connection",
                 format!(

@@ -6,7 +6,7 @@ use super::{BuildCx, Kind, Progress, Step, Watch};
 use crate::engine::context::RunCx;
 use crate::engine::error::StepError;
 use crate::scenario::ScenarioError;
-use crate::timeline::{Endpoint, EventKind, StateMachine, Timeline};
+use crate::timeline::{Endpoint, StateMachine, Timeline};
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -81,12 +81,7 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
         ));
     }
     let connection = cx.connection_named(&e.peer, e.connection.as_deref())?;
-    if cx.closed.contains(&e.peer) {
-        return Err(cx.err(
-            "peer",
-            format!("peer {:?} was closed or killed by an earlier step", e.peer),
-        ));
-    }
+    cx.live("peer", &e.peer)?;
     Ok(Arc::new(WaitState {
         peer: e.peer,
         connection,
@@ -128,12 +123,6 @@ impl Watch for WaitState {
                 self.machine.attribute(),
                 self.state
             )),
-            _ if timeline
-                .first_time(ep, |k| matches!(k, EventKind::Killed))
-                .is_some() =>
-            {
-                Progress::Failed(format!("peer {} was killed", self.peer))
-            }
             _ => Progress::Waiting,
         }
     }
@@ -157,7 +146,7 @@ impl Watch for WaitState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timeline::Event;
+    use crate::timeline::{Event, EventKind};
 
     fn state(t: f64, s: &str) -> Event {
         Event {
@@ -194,21 +183,9 @@ mod tests {
     }
 
     #[test]
-    fn closed_or_killed_cannot_get_there() {
+    fn closed_cannot_get_there() {
         let mut t = Timeline::new();
         t.push(state(1.0, "closed"));
         assert!(matches!(watch("failed").progress(&t), Progress::Failed(_)));
-        let mut t = Timeline::new();
-        t.push(state(1.0, "connected"));
-        t.push(Event {
-            t_ms: 2.0,
-            peer: "a".into(),
-            connection: String::new(),
-            event: EventKind::Killed,
-        });
-        assert!(matches!(
-            watch("failed").progress(&t),
-            Progress::Failed(w) if w.contains("killed")
-        ));
     }
 }
