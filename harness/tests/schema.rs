@@ -36,6 +36,14 @@ const NOT_SHAPE_ERRORS: &[(&str, &str)] = &[
     ),
     ("unknown-peer.toml", "reference: peer id"),
     (
+        "kill-driver-of-bot.toml",
+        "rule between keys: process = driver needs a browser peer",
+    ),
+    (
+        "restart-signaling-before-connect.toml",
+        "rule between steps: needs an earlier connection",
+    ),
+    (
         "unknown-state.toml",
         "state names are checked per state machine",
     ),

@@ -169,6 +169,9 @@ pub(crate) struct Hub {
     state: Mutex<State>,
     next_id: AtomicU64,
     shutdown: watch::Sender<bool>,
+    /// False while the server is down for a restart ([`crate::Admin::restart`]): new
+    /// connections are refused.
+    accepting: AtomicBool,
 }
 
 impl Hub {
@@ -179,6 +182,7 @@ impl Hub {
             state: Mutex::new(State::default()),
             next_id: AtomicU64::new(1),
             shutdown: watch::Sender::new(false),
+            accepting: AtomicBool::new(true),
         }
     }
 
@@ -238,6 +242,33 @@ impl Hub {
         }
         debug!(room, ?peer, n, "disconnecting on request");
         n
+    }
+
+    /// Closes every connection, in a room or not (a restart); returns how many.
+    pub(crate) fn disconnect_all(&self) -> usize {
+        let state = self.lock();
+        for entry in state.peers.values() {
+            entry.outbox.disconnect.notify_one();
+        }
+        debug!(
+            n = state.peers.len(),
+            "disconnecting every connection on request"
+        );
+        state.peers.len()
+    }
+
+    /// Open connections.
+    pub(crate) fn connection_count(&self) -> usize {
+        self.lock().peers.len()
+    }
+
+    /// Whether new connections are accepted (false while down for a restart).
+    pub(crate) fn accepting(&self) -> bool {
+        self.accepting.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_accepting(&self, on: bool) {
+        self.accepting.store(on, Ordering::SeqCst);
     }
 
     /// Handles one text frame from `peer`.

@@ -152,4 +152,4 @@ mod limit;
 pub mod protocol;
 mod server;
 
-pub use server::{Admin, Config, Server, router, router_with_admin};
+pub use server::{Admin, Config, RestartError, Server, router, router_with_admin};

@@ -7,7 +7,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use futures::stream::SplitSink;
@@ -153,6 +154,54 @@ impl Admin {
     pub fn disconnect_room(&self, room: &str) -> usize {
         self.hub.disconnect(room, None)
     }
+
+    /// Restarts the server as a crash and a new start would, without giving up its address:
+    /// new WebSocket requests get HTTP 503 (Service Unavailable) from now on; every open
+    /// connection is closed with code 1012 (service restart) and leaves its room, so every
+    /// room is forgotten; after `down` the server accepts connections again. Peer ids keep
+    /// counting, so none is reused. Returns once the server is up again, with how many
+    /// connections were closed.
+    ///
+    /// # Errors
+    /// [`RestartError`] if some connection was still open 5 s after it was asked to close (the server then accepts connections again all the same).
+    pub async fn restart(&self, down: Duration) -> Result<usize, RestartError> {
+        self.hub.set_accepting(false);
+        let deadline = Instant::now() + WRITER_GRACE;
+        let mut closed = 0;
+        let drained = loop {
+            // A request that passed the 503 check just before it was set registers late: ask
+            // again until nothing is open.
+            let open = self.hub.connection_count();
+            if open == 0 {
+                break true;
+            }
+            if Instant::now() >= deadline {
+                break false;
+            }
+            closed = closed.max(self.hub.disconnect_all());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        if drained {
+            tokio::time::sleep(down).await;
+        }
+        self.hub.set_accepting(true);
+        info!(closed, ?down, "signaling server restarted");
+        if drained {
+            Ok(closed)
+        } else {
+            Err(RestartError {
+                open: self.hub.connection_count(),
+            })
+        }
+    }
+}
+
+/// [`Admin::restart`] could not close every connection in time.
+#[derive(Debug, thiserror::Error)]
+#[error("{open} connection(s) still open {WRITER_GRACE:?} after the restart closed them")]
+pub struct RestartError {
+    /// Connections still open.
+    pub open: usize,
 }
 
 fn router_for(hub: Arc<Hub>) -> Router {
@@ -171,6 +220,13 @@ async fn ws_handler(
     Query(params): Query<ConnectParams>,
     State(hub): State<Arc<Hub>>,
 ) -> Response {
+    if !hub.accepting() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the signaling server is restarting",
+        )
+            .into_response();
+    }
     let limit = hub.config().ws_limit_bytes();
     ws.max_message_size(limit)
         .max_frame_size(limit)

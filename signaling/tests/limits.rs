@@ -313,3 +313,44 @@ async fn admin_disconnect_closes_one_peer_with_1012_and_the_room_sees_it_leave()
     server.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn admin_restart_closes_everyone_refuses_while_down_then_rooms_start_afresh() -> Result<()> {
+    let server = start(Config::default()).await?;
+    let admin = server.admin();
+    let url = server.ws_url();
+    let ((mut a, _), (mut b, _)) = pair(&url, "r1").await?;
+    // A connection that never joined a room is closed too.
+    let mut lone = Client::connect(&url).await?;
+    lone.probe().await?;
+    let down = Duration::from_millis(500);
+    let restart = {
+        let admin = admin.clone();
+        tokio::spawn(async move { admin.restart(down).await })
+    };
+    for c in [&mut a, &mut b, &mut lone] {
+        let frame = c.closed_within(WAIT).await?;
+        ensure!(
+            close_code(frame.clone()) == Some(CloseCode::Restart),
+            "close frame: {frame:?}"
+        );
+    }
+    // While down, the WebSocket upgrade is refused with 503.
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            ensure!(resp.status() == 503, "status while down: {}", resp.status());
+        }
+        Err(e) => bail!("expected HTTP 503 while down, got {e}"),
+        Ok(_) => bail!("a connection was accepted while the server was down"),
+    }
+    let closed = restart.await??;
+    ensure!(
+        closed == 3,
+        "restart closed {closed} connections, expected 3"
+    );
+    // Up again, with no memory of r1: the first to join is alone, ready comes with the second.
+    let ((mut a, a_id), (mut b, b_id)) = pair(&url, "r1").await?;
+    exchange(&mut a, &a_id, &mut b, &b_id).await?;
+    server.shutdown().await;
+    Ok(())
+}

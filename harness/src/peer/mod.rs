@@ -213,6 +213,17 @@ pub trait Peer: Send + Sync {
             self.info().kind
         )))
     }
+    /// Kills only the peer's automation server (a browser's WebDriver driver: chromedriver,
+    /// geckodriver), not the peer itself, as a crashed driver would. The browser and its page
+    /// go on; the harness drives the page over its own control socket, so later commands still
+    /// work, and at shutdown the browser is killed with the driver's process group. Returns the
+    /// name of the program killed.
+    async fn kill_driver(&self) -> Result<String, PeerError> {
+        Err(PeerError::failed(format!(
+            "peer kind {} has no driver process to kill",
+            self.info().kind
+        )))
+    }
     /// Makes the peer hang as a stuck process does: it stays up (sockets open) but answers
     /// nothing and sends nothing (a browser: SIGSTOP to its process group). Emits
     /// [`EventKind::Frozen`]. Later commands run into

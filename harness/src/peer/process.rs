@@ -57,6 +57,14 @@ impl ProcessGroup {
         killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGSTOP)
     }
 
+    /// SIGKILL to the leader alone (the rest of the group goes on, as after a crash of the
+    /// leader); [`ProcessGroup::kill`] still ends the rest, since they keep the group id.
+    pub fn kill_leader(&mut self) -> std::io::Result<()> {
+        self.child.kill()?;
+        let _ = self.child.wait();
+        Ok(())
+    }
+
     /// Kills the whole group (SIGKILL) and reaps the leader.
     pub fn kill(&mut self) {
         let pgid = Pid::from_raw(self.child.id() as i32);

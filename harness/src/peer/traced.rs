@@ -81,6 +81,10 @@ impl Peer for TracedPeer {
         self.inner.kill().instrument(self.span.clone()).await
     }
 
+    async fn kill_driver(&self) -> Result<String, PeerError> {
+        self.inner.kill_driver().instrument(self.span.clone()).await
+    }
+
     async fn freeze(&self) -> Result<(), PeerError> {
         self.inner.freeze().instrument(self.span.clone()).await
     }

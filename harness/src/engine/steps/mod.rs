@@ -19,6 +19,7 @@ mod freeze;
 mod kill;
 mod mark;
 mod restart_ice;
+mod restart_signaling;
 mod restart_turn;
 mod send;
 mod set_network;
@@ -65,6 +66,7 @@ pub const KINDS: &[Kind] = &[
     kill::KIND,
     freeze::KIND,
     drop_signaling::KIND,
+    restart_signaling::KIND,
     restart_turn::KIND,
     wait_state::KIND,
     mark::KIND,

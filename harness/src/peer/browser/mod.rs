@@ -277,6 +277,10 @@ pub struct Instance {
     log: PathBuf,
     /// Lab instances: the connection into the namespace the driver listens in.
     forward: Option<AbortOnDrop>,
+    /// The driver's program name (chromedriver, geckodriver).
+    driver_name: String,
+    /// Set once the driver alone was killed (the `kill` step's `process = "driver"`).
+    driver_gone: bool,
     _profile: tempfile::TempDir,
 }
 
@@ -411,6 +415,8 @@ impl Instance {
             serial,
             log,
             forward,
+            driver_name,
+            driver_gone: false,
             _profile: profile,
         })
     }
@@ -642,6 +648,22 @@ impl Peer for BrowserPeer {
         }
     }
 
+    async fn kill_driver(&self) -> Result<String, PeerError> {
+        let mut instance = self.instance.lock().await;
+        let Some(i) = instance.as_mut() else {
+            return Err(PeerError::failed(format!(
+                "{}: no browser whose driver to kill",
+                self.id
+            )));
+        };
+        i.group
+            .kill_leader()
+            .map_err(|e| PeerError::failed(format!("{}: SIGKILL to the driver: {e}", self.id)))?;
+        // A session without its driver cannot be handed to the next scenario.
+        i.driver_gone = true;
+        Ok(i.driver_name.clone())
+    }
+
     async fn freeze(&self) -> Result<(), PeerError> {
         let instance = self.instance.lock().await;
         let Some(i) = instance.as_ref() else {
@@ -663,8 +685,9 @@ impl Peer for BrowserPeer {
         let Some(instance) = self.instance.lock().await.take() else {
             return;
         };
-        if self.frozen.load(Ordering::Relaxed) {
-            // A stopped browser would only run into the release deadlines.
+        if self.frozen.load(Ordering::Relaxed) || instance.driver_gone {
+            // A stopped browser would only run into the release deadlines; without its driver
+            // the session cannot be ended or reused.
             return instance.kill();
         }
         let pool = match &self.pool {
