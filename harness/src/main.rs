@@ -66,6 +66,9 @@ struct RunArgs {
     /// Run each scenario N times and print min/median/p95/max of each metric.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10000))]
     repeat: u32,
+    /// Run up to N scenario runs at the same time (see the README, "Parallel runs").
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
     /// Write every run's verdict, timeline, metrics and versions to FILE as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -111,6 +114,9 @@ struct MatrixArgs {
     /// Runs per cell; the cell shows the median time to both connected.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10000))]
     repeat: u32,
+    /// Run up to N cell runs at the same time (see the README, "Parallel runs").
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
     /// Also write the table as Markdown (for a CI job summary).
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
@@ -300,8 +306,36 @@ async fn run_reported(
         )
     };
     let r = harness.engine.run(plan, rep, &on_step).await;
-    report(out, &reporter::Event::ScenarioFinished { result: &r });
+    report(
+        out,
+        &reporter::Event::ScenarioFinished { label, result: &r },
+    );
     r
+}
+
+/// One scenario run to do.
+struct Job<'a> {
+    plan: &'a Plan,
+    rep: u32,
+    label: String,
+}
+
+/// Runs `jobs`, up to `parallel` at a time, with results in the order of `jobs`
+/// ([`rtc_harness::runner::in_order`]); a plan with a step that acts on what every run shares
+/// ([`Plan::exclusive`], e.g. `restart_signaling`) runs alone.
+async fn run_jobs(
+    harness: &Harness,
+    jobs: Vec<Job<'_>>,
+    parallel: usize,
+    out: &std::sync::Mutex<reporter::Fanout>,
+) -> Vec<RunResult> {
+    rtc_harness::runner::in_order(
+        &jobs,
+        parallel,
+        |job| job.plan.exclusive(),
+        |i, job| run_reported(harness, job.plan, job.rep, i as u64 + 1, &job.label, out),
+    )
+    .await
 }
 
 /// Progress events: a file writer only acts on the final event, so an error here is the
@@ -367,20 +401,23 @@ async fn matrix(args: MatrixArgs) -> ExitCode {
             total: pairs.len() as u64 * u64::from(args.repeat),
         },
     );
-    let mut runs: Vec<RunResult> = Vec::new();
-    let mut cells = Vec::new();
-    let mut n = 0;
-    for (o, a) in &pairs {
-        let plan = matrix::instantiate(&template, o.clone(), a.clone());
-        let mut cell_runs = Vec::new();
+    let plans: Vec<Plan> = pairs
+        .iter()
+        .map(|(o, a)| matrix::instantiate(&template, o.clone(), a.clone()))
+        .collect();
+    let mut jobs = Vec::new();
+    for plan in &plans {
         for rep in 1..=args.repeat {
-            n += 1;
             let label = format!("{} (run {rep}/{})", plan.name, args.repeat);
-            cell_runs.push(run_reported(&harness, &plan, rep, n, &label, &out).await);
+            jobs.push(Job { plan, rep, label });
         }
-        cells.push(matrix::cell(o.clone(), a.clone(), &cell_runs));
-        runs.extend(cell_runs);
     }
+    let runs = run_jobs(&harness, jobs, args.jobs.into(), &out).await;
+    let cells = pairs
+        .iter()
+        .zip(runs.chunks(args.repeat as usize))
+        .map(|((o, a), cell_runs)| matrix::cell(o.clone(), a.clone(), cell_runs))
+        .collect();
     harness.shutdown().await;
     print_outside_logs();
     let m = matrix::Matrix {
@@ -480,19 +517,18 @@ async fn run(args: RunArgs) -> ExitCode {
             total: plans.len() as u64 * u64::from(args.repeat),
         },
     );
-    let mut results: Vec<RunResult> = Vec::new();
-    let mut n = 0;
+    let mut jobs = Vec::new();
     for plan in &plans {
         for rep in 1..=args.repeat {
-            n += 1;
             let label = if args.repeat > 1 {
                 format!("{} (run {rep}/{})", plan.name, args.repeat)
             } else {
                 plan.name.clone()
             };
-            results.push(run_reported(&harness, plan, rep, n, &label, &out).await);
+            jobs.push(Job { plan, rep, label });
         }
     }
+    let results = run_jobs(&harness, jobs, args.jobs.into(), &out).await;
     harness.shutdown().await;
     print_outside_logs();
     if let Err(code) = finish(out, &results, None) {

@@ -97,3 +97,113 @@ impl Harness {
         futures::future::join_all(self.browsers.iter().map(|b| b.close_idle())).await;
     }
 }
+
+/// Runs `run` on every item, up to `parallel` at a time, and returns the outputs in the order of
+/// `items` whatever the order they finish in. Items for which `alone` holds run one at a time
+/// with nothing beside them, after the others. `parallel <= 1` runs everything in order, one at a
+/// time. This is `rtc-harness run --jobs N` and `matrix --jobs N`.
+pub async fn in_order<'a, I, T, Fut>(
+    items: &'a [I],
+    parallel: usize,
+    alone: impl Fn(&I) -> bool,
+    run: impl Fn(usize, &'a I) -> Fut,
+) -> Vec<T>
+where
+    Fut: std::future::Future<Output = T>,
+{
+    use futures::stream::{self, StreamExt};
+    if parallel <= 1 {
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            out.push(run(i, item).await);
+        }
+        return out;
+    }
+    let (single, together): (Vec<_>, Vec<_>) =
+        items.iter().enumerate().partition(|(_, item)| alone(item));
+    let run = &run;
+    let mut done: Vec<(usize, T)> = stream::iter(
+        together
+            .into_iter()
+            .map(|(i, item)| async move { (i, run(i, item).await) }),
+    )
+    .buffer_unordered(parallel)
+    .collect()
+    .await;
+    for (i, item) in single {
+        done.push((i, run(i, item).await));
+    }
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, t)| t).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_order;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// Items are (sleep ms, runs alone); each run records how many ran at once.
+    async fn observe(items: &[(u64, bool)], parallel: usize) -> (Vec<usize>, usize, Vec<usize>) {
+        let running = AtomicUsize::new(0);
+        let peak = AtomicUsize::new(0);
+        let beside_alone = std::sync::Mutex::new(Vec::new());
+        let out = in_order(
+            items,
+            parallel,
+            |(_, alone)| *alone,
+            |i, (ms, alone)| {
+                let (running, peak, beside_alone) = (&running, &peak, &beside_alone);
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    if *alone {
+                        beside_alone.lock().unwrap().push(now);
+                    }
+                    tokio::time::sleep(Duration::from_millis(*ms)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    i
+                }
+            },
+        )
+        .await;
+        let beside = beside_alone.into_inner().unwrap();
+        (out, peak.load(Ordering::SeqCst), beside)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn outputs_keep_the_input_order_whatever_finishes_first() {
+        // The first item takes longest: it finishes last.
+        let items = [
+            (50, false),
+            (30, false),
+            (10, false),
+            (20, false),
+            (5, false),
+        ];
+        let (out, peak, _) = observe(&items, 3).await;
+        assert_eq!(out, vec![0, 1, 2, 3, 4]);
+        assert_eq!(peak, 3, "up to 3 at a time, and 3 were reached");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_job_runs_one_at_a_time() {
+        let items = [(5, false), (5, false), (5, true)];
+        let (out, peak, _) = observe(&items, 1).await;
+        assert_eq!(out, vec![0, 1, 2]);
+        assert_eq!(peak, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exclusive_item_runs_with_nothing_beside_it() {
+        let items = [(5, true), (50, false), (50, false), (5, true), (50, false)];
+        let (out, peak, beside) = observe(&items, 4).await;
+        assert_eq!(
+            out,
+            vec![0, 1, 2, 3, 4],
+            "still reported in the input order"
+        );
+        assert_eq!(peak, 3, "the three shared items ran together");
+        assert_eq!(beside, vec![1, 1], "each exclusive item ran alone");
+    }
+}

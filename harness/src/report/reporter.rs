@@ -34,6 +34,8 @@ pub enum Event<'a> {
     },
     /// One scenario run is over.
     ScenarioFinished {
+        /// What the terminal called it at [`Event::ScenarioStarted`].
+        label: &'a str,
         /// Its result.
         result: &'a RunResult,
     },
@@ -110,6 +112,8 @@ pub struct Terminal {
     total: u64,
     repeated: bool,
     matrix: bool,
+    /// Labels of the runs started and not finished (several under `--jobs`).
+    running: Vec<String>,
 }
 
 impl Terminal {
@@ -126,6 +130,17 @@ impl Terminal {
             total: 0,
             repeated,
             matrix,
+            running: Vec::new(),
+        }
+    }
+
+    /// The progress line's message: the one running scenario's label and `detail`, or, with
+    /// several running, how many and their labels.
+    fn progress(&self, detail: Option<String>) -> String {
+        match (self.running.as_slice(), detail) {
+            ([one], Some(d)) => format!("{one}: {d}"),
+            ([one], None) => one.clone(),
+            (many, _) => format!("{} running: {}", many.len(), many.join(" | ")),
         }
     }
 
@@ -149,24 +164,36 @@ impl Reporter for Terminal {
                     crate::logs::terminal::set_progress_bar(b);
                 }
             }
-            Event::ScenarioStarted { n, label } => match &self.bar {
-                Some(b) => b.set_message(label.to_string()),
-                None => eprintln!("[{n}/{}] {label}", self.total),
-            },
+            Event::ScenarioStarted { n, label } => {
+                self.running.push(label.to_string());
+                match &self.bar {
+                    Some(b) => b.set_message(self.progress(None)),
+                    None => eprintln!("[{n}/{}] {label}", self.total),
+                }
+            }
             Event::StepStarted {
                 label,
                 index,
                 description,
-            } => match &self.bar {
-                Some(b) => b.set_message(format!("{label}: step {}: {description}", index + 1)),
-                None => eprintln!("    step {}: {description}", index + 1),
-            },
-            Event::ScenarioFinished { result } => {
+            } => {
+                let step = format!("step {}: {description}", index + 1);
+                match &self.bar {
+                    Some(b) => b.set_message(self.progress(Some(step))),
+                    // Several at once: say whose step it is.
+                    None if self.running.len() > 1 => eprintln!("    {label}: {step}"),
+                    None => eprintln!("    {step}"),
+                }
+            }
+            Event::ScenarioFinished { label, result } => {
+                if let Some(i) = self.running.iter().position(|l| l == label) {
+                    self.running.remove(i);
+                }
                 if !self.matrix || result.verdict != Verdict::Pass {
                     self.print(&super::render_run(result));
                 }
                 if let Some(b) = &self.bar {
                     b.inc(1);
+                    b.set_message(self.progress(None));
                 }
             }
             Event::RunFinished {

@@ -47,6 +47,12 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether a step acts on what every run of the process shares (see
+    /// [`crate::engine::steps::Step::exclusive`]): such a plan runs alone under `--jobs`.
+    pub fn exclusive(&self) -> bool {
+        self.steps.iter().any(|s| s.step.exclusive())
+    }
+
     /// The peer kinds this scenario needs.
     pub fn kinds(&self) -> HashSet<PeerKind> {
         self.peers.iter().map(|p| p.kind.clone()).collect()

@@ -103,6 +103,12 @@ pub trait Step: std::fmt::Debug + std::any::Any + std::marker::Send + Sync {
     fn samples_while_waiting(&self) -> bool {
         true
     }
+    /// Whether the step acts on something every scenario run of the process shares (the
+    /// embedded signaling server): a plan with such a step never runs beside another under
+    /// `--jobs`.
+    fn exclusive(&self) -> bool {
+        false
+    }
     /// Runs once the step is done (a connect step records the selected candidate pairs).
     async fn finish(&self, _cx: &mut RunCx<'_>) -> Result<(), StepError> {
         Ok(())

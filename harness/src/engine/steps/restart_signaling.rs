@@ -6,8 +6,8 @@
 //! its connections' rooms. A connected call needs no signaling, so it goes on meanwhile; a later
 //! `restart_ice` or `add_track` shows that negotiation works again.
 //!
-//! The embedded server is one per harness process: in a run, scenarios run one at a time, so
-//! only the running scenario's rooms are affected.
+//! The embedded server is one per harness process: under `--jobs` a scenario with this step
+//! runs alone, after the others, so only its own rooms are affected.
 
 use super::{BuildCx, Kind, Progress, Step, Watch};
 use crate::engine::context::RunCx;
@@ -94,6 +94,11 @@ fn joins(timeline: &Timeline, ep: Endpoint<'_>) -> (usize, usize) {
 impl Step for RestartSignaling {
     fn describe(&self) -> String {
         format!("restart_signaling (down {} ms)", self.down_ms)
+    }
+
+    fn exclusive(&self) -> bool {
+        // It restarts the server every run of the process uses.
+        true
     }
 
     fn endpoints(&self) -> Vec<Endpoint<'_>> {
