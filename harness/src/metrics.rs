@@ -10,7 +10,7 @@
 //! | `dtls_ms` | `iceConnectionState` `connected` | `connectionState` `connected` |
 //! | `setup_ms` | `O` calls `createOffer()` | this peer's `connectionState` `connected` |
 //! | `first_message_ms` | the other peer's first `send` step begins (its `send-started` event, stamped by the harness just before it asks that peer to send) | first data-channel message this peer received |
-//! | `first_frame_ms` | this peer's `connectionState` `connected` | first whole video frame (browsers: first frame painted, `requestVideoFrameCallback`; bots: last packet of the first frame) |
+//! | `first_frame_ms` | this peer's `connectionState` `connected` | first whole video frame (browsers: first frame painted, `requestVideoFrameCallback`; bots: last packet of the first frame); 0 when the frame is reported first (a page queues the two events separately: seen here, a frame 0.8 ms before `connected`) |
 //!
 //! A metric whose end points were not both observed is absent (`None`), never zero.
 
@@ -89,6 +89,15 @@ fn span(from: Option<f64>, to: Option<f64>) -> Option<f64> {
     }
 }
 
+/// [`span`], but 0 when `to` came first (both observed): for an end point whose event may be
+/// delivered before the start's although it cannot happen before it.
+fn at_least_zero(from: Option<f64>, to: Option<f64>) -> Option<f64> {
+    match (from, to) {
+        (Some(a), Some(b)) => Some((b - a).max(0.0)),
+        _ => None,
+    }
+}
+
 /// Computes the metrics of one peer's side of one connection.
 pub fn peer_metrics(timeline: &Timeline, ep: Endpoint<'_>) -> PeerMetrics {
     let connection = ep.connection;
@@ -137,7 +146,7 @@ pub fn peer_metrics(timeline: &Timeline, ep: Endpoint<'_>) -> PeerMetrics {
         dtls_ms: span(ice_connected, connected),
         setup_ms: span(offer, connected),
         first_message_ms: span(send_started, first_message),
-        first_frame_ms: span(
+        first_frame_ms: at_least_zero(
             connected,
             timeline.first_time(ep, |k| matches!(k, EventKind::FirstVideoFrame)),
         ),
@@ -330,6 +339,35 @@ mod tests {
             connection: String::new(),
             event: kind,
         });
+    }
+
+    #[test]
+    fn a_first_frame_reported_before_connected_is_zero_not_absent() {
+        let mut t = Timeline::new();
+        push(&mut t, 10.0, "o", EventKind::CreateOffer);
+        push(&mut t, 336.8, "a", EventKind::FirstVideoFrame);
+        push(
+            &mut t,
+            337.6,
+            "a",
+            st(StateMachine::Connection, "connected"),
+        );
+        assert_eq!(
+            peer_metrics(&t, Endpoint::new("a", "c")).first_frame_ms,
+            Some(0.0)
+        );
+        // Without a frame it stays absent.
+        let mut t = Timeline::new();
+        push(
+            &mut t,
+            337.6,
+            "a",
+            st(StateMachine::Connection, "connected"),
+        );
+        assert_eq!(
+            peer_metrics(&t, Endpoint::new("a", "c")).first_frame_ms,
+            None
+        );
     }
 
     #[test]
