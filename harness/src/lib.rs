@@ -39,6 +39,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod app;
 pub mod clock;
 pub mod engine;
 pub mod explain;

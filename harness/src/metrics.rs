@@ -101,9 +101,34 @@ fn at_least_zero(from: Option<f64>, to: Option<f64>) -> Option<f64> {
 /// Computes the metrics of one peer's side of one connection.
 pub fn peer_metrics(timeline: &Timeline, ep: Endpoint<'_>) -> PeerMetrics {
     let connection = ep.connection;
-    let offer = timeline.first_in_connection(connection, |k| matches!(k, EventKind::CreateOffer));
-    let answer_applied =
-        timeline.first_in_connection(connection, |k| matches!(k, EventKind::AnswerApplied));
+    // Who else is in the connection. A page peer's connection (`pc1`, ...) has another name at
+    // the remote end: that end is found by ICE ufrag ([`paired_endpoint`]), and without one
+    // the connection is this endpoint alone. Otherwise both ends share the connection id.
+    let page = is_page_endpoint(timeline, ep);
+    let remote = if page {
+        paired_endpoint(timeline, ep)
+    } else {
+        None
+    };
+    let in_connection = |e: &crate::timeline::Event| {
+        if page {
+            (e.peer == ep.peer && e.connection == connection)
+                || remote
+                    .as_ref()
+                    .is_some_and(|(p, c)| e.peer == *p && e.connection == *c)
+        } else {
+            e.connection == connection
+        }
+    };
+    let first_in = |pred: fn(&EventKind) -> bool| {
+        timeline
+            .events()
+            .iter()
+            .find(|e| in_connection(e) && pred(&e.event))
+            .map(|e| e.t_ms)
+    };
+    let offer = first_in(|k| matches!(k, EventKind::CreateOffer));
+    let answer_applied = first_in(|k| matches!(k, EventKind::AnswerApplied));
     let st = |m, s| timeline.first_state_time(ep, m, s);
     let connected = st(StateMachine::Connection, "connected");
     let ice_connected = match (
@@ -117,13 +142,14 @@ pub fn peer_metrics(timeline: &Timeline, ep: Endpoint<'_>) -> PeerMetrics {
         .events()
         .iter()
         .find(|e| {
-            e.connection == connection
+            in_connection(e)
                 && e.peer != ep.peer
                 && matches!(e.event, EventKind::SendStarted { .. })
         })
         .map(|e| e.t_ms);
     let first_message = timeline.first_time(ep, |k| matches!(k, EventKind::MessageReceived { .. }));
-    let faults = faults(timeline, ep, connected);
+    let remote_peer = remote.as_ref().map(|(p, _)| p.as_str());
+    let faults = faults(timeline, ep, connected, remote_peer);
     let next_state = |after: Option<f64>, state: &str| {
         after.and_then(|a| {
             timeline
@@ -159,17 +185,21 @@ fn faults(
     timeline: &Timeline,
     ep: Endpoint<'_>,
     connected: Option<f64>,
+    page_remote: Option<&str>,
 ) -> (Option<f64>, Option<f64>) {
     let Some(connected) = connected else {
         return (None, None);
     };
-    // The peers of the connection: this one and whoever else has events in it.
+    // The peers of the connection: this one and whoever else has events in it (a page
+    // connection: the peer of its paired end).
     let in_connection = |peer: &str| {
         peer == ep.peer
-            || timeline
-                .events()
-                .iter()
-                .any(|e| e.peer == peer && e.connection == ep.connection)
+            || page_remote == Some(peer)
+            || page_remote.is_none()
+                && timeline
+                    .events()
+                    .iter()
+                    .any(|e| e.peer == peer && e.connection == ep.connection)
     };
     let fault = timeline.events().iter().find(|e| {
         e.t_ms >= connected
@@ -190,6 +220,58 @@ fn faults(
             && matches!(e.event, EventKind::NetworkChanged { loss_pct, udp } if !cut(loss_pct, udp))
     });
     (Some(fault.t_ms), restore.map(|e| e.t_ms))
+}
+
+/// Whether an endpoint is a page peer's connection: the page's own calls are on it (see
+/// [`EventKind::Call`]).
+pub fn is_page_endpoint(timeline: &Timeline, ep: Endpoint<'_>) -> bool {
+    timeline.events().iter().any(|e| {
+        e.peer == ep.peer
+            && e.connection == ep.connection
+            && matches!(e.event, EventKind::Call { .. })
+    })
+}
+
+/// The other end of a page connection: the endpoint of another peer whose applied remote
+/// description carries this endpoint's local `a=ice-ufrag`, or whose local one this endpoint
+/// applied as remote (RFC 8839 §5.4: the ufrag names one ICE agent's session). `None` when no
+/// endpoint matches.
+pub fn paired_endpoint(timeline: &Timeline, ep: Endpoint<'_>) -> Option<(String, String)> {
+    let ufrags = |peer: &str, connection: &str, method: &str| -> Vec<String> {
+        timeline
+            .events()
+            .iter()
+            .filter(|e| e.peer == peer && e.connection == connection)
+            .filter_map(|e| match &e.event {
+                EventKind::Call {
+                    method: m,
+                    ice_ufrag: Some(u),
+                    error: None,
+                    ..
+                } if m == method => Some(u.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let local = ufrags(ep.peer, ep.connection, "setLocalDescription");
+    let remote = ufrags(ep.peer, ep.connection, "setRemoteDescription");
+    let mut seen = std::collections::HashSet::new();
+    for e in timeline.events() {
+        if e.peer == ep.peer || e.connection.is_empty() {
+            continue;
+        }
+        if !seen.insert((e.peer.as_str(), e.connection.as_str())) {
+            continue;
+        }
+        let their_remote = ufrags(&e.peer, &e.connection, "setRemoteDescription");
+        let their_local = ufrags(&e.peer, &e.connection, "setLocalDescription");
+        if local.iter().any(|u| their_remote.contains(u))
+            || remote.iter().any(|u| their_local.contains(u))
+        {
+            return Some((e.peer.clone(), e.connection.clone()));
+        }
+    }
+    None
 }
 
 /// Whether a link with these rules is cut for a UDP path: loss 100, or UDP blocked.

@@ -226,6 +226,35 @@ pub enum EventKind {
         /// The new UDP policy (`blocked`: no UDP passes, TCP does).
         udp: crate::scenario::UdpPolicy,
     },
+    /// Page peers: the page called an `RTCPeerConnection` method and it settled (W3C
+    /// webrtc-pc §4.4: `createOffer`, `createAnswer`, `setLocalDescription`,
+    /// `setRemoteDescription`, `addIceCandidate`). A rejection is recorded here with its
+    /// error, not as an [`EventKind::Error`]: what an app does with it is the app's business.
+    Call {
+        /// The method.
+        method: String,
+        /// The description type applied (`offer`, `answer`, `pranswer`, `rollback`), for the
+        /// two description methods.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sdp_type: Option<String>,
+        /// The description's `a=ice-ufrag` (RFC 8839 §5.4), which pairs a page's connection
+        /// with the remote one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ice_ufrag: Option<String>,
+        /// `name: message` of the error it was rejected with; absent when it succeeded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Page peers: an `eval` step's result, as JSON text.
+    Eval {
+        /// The value.
+        value: String,
+    },
+    /// A screenshot of the peer's page, taken when a page step failed.
+    Screenshot {
+        /// The PNG file.
+        path: String,
+    },
     /// Something went wrong inside the peer (an API call rejected, a signaling error).
     Error {
         /// What the peer reported.
@@ -295,6 +324,20 @@ impl fmt::Display for EventKind {
                     write!(f, "network: loss {loss_pct}%, UDP blocked")
                 }
             },
+            EventKind::Call {
+                method,
+                sdp_type,
+                error,
+                ..
+            } => {
+                let arg = sdp_type.as_deref().unwrap_or("");
+                match error {
+                    None => write!(f, "{method}({arg}) resolved"),
+                    Some(e) => write!(f, "{method}({arg}) rejected: {e}"),
+                }
+            }
+            EventKind::Eval { value } => write!(f, "eval: {value}"),
+            EventKind::Screenshot { path } => write!(f, "screenshot {path}"),
             EventKind::Error { message } => write!(f, "error: {message}"),
         }
     }
@@ -381,6 +424,38 @@ impl Timeline {
     pub fn of_peer<'a>(&'a self, peer: &str) -> impl Iterator<Item = &'a Event> + 'a {
         let peer = peer.to_owned();
         self.events.iter().filter(move |e| e.peer == peer)
+    }
+
+    /// The connections a peer has events of, in order of their first event (a page peer:
+    /// `pc1`, `pc2`, ... in creation order).
+    pub fn connections_of(&self, peer: &str) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for e in self.events.iter().filter(|e| e.peer == peer) {
+            if !e.connection.is_empty() && !out.contains(&e.connection.as_str()) {
+                out.push(&e.connection);
+            }
+        }
+        out
+    }
+
+    /// Resolves a page peer's connection as steps and expectations name it: `pcN` as given, or
+    /// `""` for "the page's only RTCPeerConnection". `Ok(None)`: it does not exist (yet);
+    /// `Err`: `""` but the page created several.
+    pub fn page_connection(&self, peer: &str, named: &str) -> Result<Option<String>, String> {
+        let mine = self.connections_of(peer);
+        if !named.is_empty() {
+            return Ok(mine.contains(&named).then(|| named.to_string()));
+        }
+        match mine.as_slice() {
+            [] => Ok(None),
+            [only] => Ok(Some(only.to_string())),
+            many => Err(format!(
+                "the page of peer {peer} created {} RTCPeerConnections ({}): name one with \
+                 `connection`",
+                many.len(),
+                many.join(", ")
+            )),
+        }
     }
 
     /// The events of one endpoint (its connection's, and the peer's own without a connection).

@@ -37,6 +37,12 @@ pub struct RunIce {
 pub(crate) struct RunSetup {
     pub peers: Vec<Running>,
     pub ice: RunIce,
+    /// The app under test (`[app]`): killed after the peers.
+    pub app: Option<crate::app::App>,
+    /// Where the run keeps files (screenshots).
+    pub artifacts: std::path::PathBuf,
+    /// What `{run}` stands for: a token unique to this run of this process.
+    pub run_token: String,
     pub turn: Option<EmbeddedTurn>,
     pub lab: Option<Lab>,
 }
@@ -46,6 +52,7 @@ pub(crate) struct SetupFailed {
     pub error: SetupError,
     pub peers: Vec<PeerInfo>,
     pub turn_log: Option<String>,
+    pub app_log: Option<String>,
 }
 
 impl RunSetup {
@@ -55,12 +62,18 @@ impl RunSetup {
     pub async fn start(
         engine: &Engine,
         plan: &Plan,
+        serial: u64,
         tx: &mpsc::UnboundedSender<RawEvent>,
     ) -> Result<RunSetup, SetupFailed> {
         let fail = |error, setup: &RunSetup| SetupFailed {
             error,
             peers: setup.peers.iter().map(|p| p.peer.info()).collect(),
             turn_log: setup.turn.as_ref().map(|t| t.log().display().to_string()),
+            app_log: setup
+                .app
+                .as_ref()
+                .and_then(|a| a.log())
+                .map(|l| l.display().to_string()),
         };
         let mut setup = RunSetup {
             peers: Vec::new(),
@@ -68,9 +81,23 @@ impl RunSetup {
                 servers: plan.ice.servers.clone(),
                 policy: plan.ice.policy,
             },
+            app: None,
+            artifacts: engine.log_dir.clone(),
+            run_token: format!("p{}r{serial}", std::process::id()),
             turn: None,
             lab: None,
         };
+        let label = plan
+            .source
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(a) = &plan.app {
+            match crate::app::App::start(a, &engine.log_dir, &label).await {
+                Ok(app) => setup.app = Some(app),
+                Err(e) => return Err(fail(SetupError::App(e), &setup)),
+            }
+        }
         if let Some(n) = &plan.network {
             match Lab::create(n).await {
                 Ok(l) => setup.lab = Some(l),
@@ -79,11 +106,6 @@ impl RunSetup {
         }
         if plan.ice.needs_coturn() {
             let server = setup.lab.as_ref().map(Lab::server);
-            let label = plan
-                .source
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
             match EmbeddedTurn::start(&engine.log_dir, &label, server.as_ref()).await {
                 Ok(t) => {
                     if plan.ice.embedded_stun {
@@ -101,7 +123,16 @@ impl RunSetup {
                 }
             }
         }
-        let launches = plan.peers.iter().map(|p| {
+        let resolved: Vec<crate::scenario::PeerPlan> = plan
+            .peers
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                p.url = p.url.as_deref().map(|u| setup.expand(u));
+                p
+            })
+            .collect();
+        let launches = resolved.iter().map(|p| {
             let sink = EventSink::new(engine.clock, p.id.clone(), tx.clone());
             let launcher = engine.launchers.get(&p.kind).cloned();
             let host = setup.lab.as_ref().and_then(|l| l.host(&p.id));
@@ -163,11 +194,34 @@ impl RunSetup {
         });
         futures::future::join_all(all).await;
         self.peers.clear();
+        if let Some(a) = &self.app {
+            a.stop();
+        }
         if let Some(t) = &mut self.turn {
             t.stop();
         }
         self.turn = None;
         self.lab = None;
+    }
+
+    /// When the app under test has exited: how, and the last lines of its log.
+    pub fn app_exited(&self) -> Option<String> {
+        let a = self.app.as_ref()?;
+        let status = a.exited()?;
+        Some(format!(
+            "the app under test exited ({status}); last lines of {}:\n{}",
+            a.log().map(|l| l.display().to_string()).unwrap_or_default(),
+            a.tail()
+        ))
+    }
+
+    /// `text` with `{app}` (the app's base URL) and `{run}` (the run's token) replaced.
+    pub fn expand(&self, text: &str) -> String {
+        let mut out = text.replace("{run}", &self.run_token);
+        if let Some(a) = &self.app {
+            out = out.replace("{app}", a.base());
+        }
+        out
     }
 
     /// What the embedded TURN server logged as errors (wrong credentials show as 401), if any.

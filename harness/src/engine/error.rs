@@ -10,6 +10,9 @@ pub enum SetupError {
     /// The network lab could not be built (missing programs or privileges, a refused command).
     #[error(transparent)]
     Lab(#[from] LabError),
+    /// The app under test could not start or never became ready.
+    #[error(transparent)]
+    App(#[from] crate::app::AppError),
     /// The scenario's coturn did not start.
     #[error("the embedded TURN server could not start: {0}")]
     Turn(#[source] PeerError),

@@ -40,7 +40,66 @@ pub struct Judgement {
 pub fn judge(plan: &Plan, seen: &Observed<'_>) -> Judgement {
     let mut failures = Vec::new();
     for exp in &plan.expectations {
-        let m = seen.metrics.get(&exp.peer).cloned().unwrap_or_default();
+        let mut m = seen.metrics.get(&exp.peer).cloned().unwrap_or_default();
+        let page = plan.peers.iter().any(|p| p.id == exp.peer && p.is_page());
+        let mut exp = exp.clone();
+        if page {
+            let made = seen.timeline.connections_of(&exp.peer);
+            if let Some(n) = exp.pc_count
+                && made.len() as u64 != n
+            {
+                failures.push(Failure {
+                    peer: exp.peer.clone(),
+                    key: "pc_count".into(),
+                    expected: format!("{n} RTCPeerConnection(s)"),
+                    observed: format!("{} ({})", made.len(), made.join(", ")),
+                });
+            }
+            if !exp.about_connection() {
+                continue;
+            }
+            let named = exp.connection.clone().unwrap_or_default();
+            match seen.timeline.page_connection(&exp.peer, &named) {
+                Ok(Some(c)) => {
+                    m = crate::metrics::peer_metrics(
+                        seen.timeline,
+                        crate::timeline::Endpoint::new(&exp.peer, &c),
+                    );
+                    exp.connection = Some(c);
+                }
+                Ok(None) => {
+                    failures.push(Failure {
+                        peer: exp.peer.clone(),
+                        key: "connection".into(),
+                        expected: if named.is_empty() {
+                            "an RTCPeerConnection made by the page".into()
+                        } else {
+                            named.clone()
+                        },
+                        observed: format!(
+                            "the page created {} ({})",
+                            made.len(),
+                            if made.is_empty() {
+                                "none".into()
+                            } else {
+                                made.join(", ")
+                            }
+                        ),
+                    });
+                    continue;
+                }
+                Err(why) => {
+                    failures.push(Failure {
+                        peer: exp.peer.clone(),
+                        key: "connection".into(),
+                        expected: "the page's only RTCPeerConnection".into(),
+                        observed: why,
+                    });
+                    continue;
+                }
+            }
+        }
+        let exp = &exp;
         let last = seen
             .stats
             .iter()

@@ -38,6 +38,8 @@ pub const LAUNCH_DEADLINE: Duration = Duration::from_secs(90);
 const FLUSH_DEADLINE: Duration = Duration::from_secs(2);
 const MEDIA_DEADLINE: Duration = Duration::from_secs(5);
 const DIAGNOSIS_EVENTS: usize = 8;
+/// How often a waiting step looks at the app under test's process.
+const APP_CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// The outcome of one scenario run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -82,6 +84,8 @@ pub struct RunResult {
     pub console: BTreeMap<String, Vec<String>>,
     /// The embedded TURN server's log, when the scenario had one.
     pub turn_log: Option<String>,
+    /// The app under test's log, when the harness started it (`[app] command`).
+    pub app_log: Option<String>,
     /// Where each peer sat, when the scenario used the network lab.
     pub network: Option<crate::scenario::NetworkPlan>,
     /// Stats samples of every peer: every `stats_interval_ms` and at the end of each step.
@@ -216,13 +220,14 @@ impl Engine {
         let (tx, mut rx) = mpsc::unbounded_channel::<RawEvent>();
         let mut result = RunResult::new(plan, repetition);
 
-        let setup = match RunSetup::start(self, plan, &tx).await {
+        let setup = match RunSetup::start(self, plan, serial, &tx).await {
             Ok(s) => s,
             Err(f) => {
                 result.verdict = f.error.verdict();
                 result.reason = Some(f.error.to_string());
                 result.peers = f.peers;
                 result.turn_log = f.turn_log;
+                result.app_log = f.app_log;
                 result.wall_ms = wall.elapsed().as_secs_f64() * 1000.0;
                 return result;
             }
@@ -231,6 +236,11 @@ impl Engine {
         drop(tx);
         result.peers = setup.peers.iter().map(|p| p.peer.info()).collect();
         result.turn_log = setup.turn.as_ref().map(|t| t.log().display().to_string());
+        result.app_log = setup
+            .app
+            .as_ref()
+            .and_then(|a| a.log())
+            .map(|l| l.display().to_string());
         let origin = self.clock.now_unix_ms();
         let mut timeline = Timeline::new();
         let mut sampler = Sampler::new(plan.stats_interval);
@@ -262,7 +272,7 @@ impl Engine {
             }
             cx.timeline.push(ev);
         }
-        result.media = collect_media(plan, &setup).await;
+        result.media = collect_media(plan, &setup, &judged).await;
         for p in &setup.peers {
             let lines = p.peer.console();
             if !lines.is_empty() {
@@ -320,6 +330,7 @@ impl RunResult {
             explanations: BTreeMap::new(),
             console: BTreeMap::new(),
             turn_log: None,
+            app_log: None,
             network: plan.network.clone(),
             media: BTreeMap::new(),
             stats: Vec::new(),
@@ -372,9 +383,13 @@ async fn run_step(step: &dyn Step, cx: &mut RunCx<'_>) -> Result<(), StepError> 
     let watch = step.start(cx).await?;
     loop {
         cx.drain();
-        let progress = match errors_since(cx.timeline, errors_before) {
-            Some(failed) => failed,
-            None => watch.progress(cx.timeline),
+        let progress = match (
+            errors_since(cx.timeline, errors_before),
+            cx.setup.app_exited(),
+        ) {
+            (Some(failed), _) => failed,
+            (None, Some(app)) => Progress::Failed(app),
+            (None, None) => watch.progress(cx.timeline),
         };
         match progress {
             Progress::Done => break,
@@ -393,11 +408,19 @@ async fn run_step(step: &dyn Step, cx: &mut RunCx<'_>) -> Result<(), StepError> 
             None
         };
         let at = cx.deadline.at;
-        let wake = next.map_or(at, |n| n.min(at));
+        let mut wake = next.map_or(at, |n| n.min(at));
+        if cx.setup.app.is_some() {
+            // Look at the app process now and then: one that dies fails the step at once.
+            wake = wake.min(Instant::now() + APP_CHECK_EVERY);
+        }
         match tokio::time::timeout_at(wake, cx.events.recv()).await {
             Ok(Some(ev)) => cx.timeline.push(context::place(ev, cx.origin)),
             Ok(None) => return Err(StepError::EventsClosed),
-            Err(_) if Instant::now() < at => cx.sample_interval().await,
+            Err(_) if Instant::now() < at => {
+                if next.is_some_and(|n| Instant::now() >= n) {
+                    cx.sample_interval().await;
+                }
+            }
             Err(_) => {
                 return Err(StepError::Deadline {
                     limit: cx.deadline.what.clone(),
@@ -454,8 +477,21 @@ async fn flush(setup: &RunSetup, cx: &mut RunCx<'_>) -> Vec<crate::timeline::Eve
 async fn collect_media(
     plan: &Plan,
     setup: &RunSetup,
+    timeline: &Timeline,
 ) -> BTreeMap<String, crate::peer::media::MediaCounters> {
     let mut out = BTreeMap::new();
+    for (peer, c) in page_connections(plan, timeline) {
+        let Some(p) = setup.peers.iter().find(|p| p.id == peer) else {
+            continue;
+        };
+        match tokio::time::timeout(MEDIA_DEADLINE, p.peer.media_counters(&c)).await {
+            Ok(Ok(m)) => {
+                out.insert(peer, m);
+            }
+            Ok(Err(e)) => tracing::warn!("{peer}: media counters: {e}"),
+            Err(_) => tracing::warn!("{peer}: media counters: no answer within {MEDIA_DEADLINE:?}"),
+        }
+    }
     for c in plan.connections.iter().filter(|c| !c.media.is_empty()) {
         for id in [&c.offerer, &c.answerer] {
             let Some(p) = setup.peers.iter().find(|p| p.id == *id) else {
@@ -475,9 +511,44 @@ async fn collect_media(
     out
 }
 
+/// The connection each page peer's metrics and media are about: the one its first expectation
+/// names, else its only one, else the first that reached `connected`, else its first.
+pub fn page_connections(plan: &Plan, timeline: &Timeline) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for p in plan.peers.iter().filter(|p| p.is_page()) {
+        let made = timeline.connections_of(&p.id);
+        let named = plan
+            .expectations
+            .iter()
+            .filter(|e| e.peer == p.id)
+            .find_map(|e| e.connection.clone().filter(|c| !c.is_empty()))
+            .filter(|c| made.contains(&c.as_str()));
+        let connected = made.iter().find(|c| {
+            timeline
+                .first_state_time(
+                    Endpoint::new(&p.id, c),
+                    StateMachine::Connection,
+                    "connected",
+                )
+                .is_some()
+        });
+        if let Some(c) = named
+            .or_else(|| connected.map(|c| c.to_string()))
+            .or_else(|| made.first().map(|c| c.to_string()))
+        {
+            out.push((p.id.clone(), c));
+        }
+    }
+    out
+}
+
 /// Each peer's metrics in its connection.
 fn peer_metrics(plan: &Plan, judged: &Timeline) -> BTreeMap<String, PeerMetrics> {
     let mut out = BTreeMap::new();
+    for (p, c) in page_connections(plan, judged) {
+        let m = metrics::peer_metrics(judged, Endpoint::new(&p, &c));
+        out.insert(p, m);
+    }
     for c in &plan.connections {
         for p in [&c.offerer, &c.answerer] {
             out.insert(

@@ -1042,6 +1042,7 @@ mod tests {
                 ..BotTimers::default()
             },
             fresh_browser: false,
+            url: None,
         };
         let sink = EventSink::new(Clock::start(), id.into(), events.clone());
         launcher.launch(&plan, sink, None).await.expect("launch")

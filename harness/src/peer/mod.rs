@@ -129,6 +129,41 @@ pub struct SendRequest {
     pub bytes: u64,
 }
 
+/// One action on a page peer's page (the page steps: `open`, `click`, `fill`, `wait_for`,
+/// `eval`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum PageAction {
+    /// Navigate to a URL; returns once the page has loaded (WebDriver Navigate To).
+    Open {
+        /// The URL.
+        url: String,
+    },
+    /// Click the first element matching a CSS selector.
+    Click {
+        /// The selector.
+        selector: String,
+    },
+    /// Clear the first element matching a CSS selector and type text into it.
+    Fill {
+        /// The selector.
+        selector: String,
+        /// The text.
+        text: String,
+    },
+    /// Whether any element matching a CSS selector is displayed (returns a JSON boolean).
+    Visible {
+        /// The selector.
+        selector: String,
+    },
+    /// Evaluate a JavaScript expression in the page (it may use `await`); returns its value as
+    /// JSON (`undefined` as `null`).
+    Eval {
+        /// The expression.
+        js: String,
+    },
+}
+
 /// What a peer is, for reports.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PeerInfo {
@@ -239,6 +274,17 @@ pub trait Peer: Send + Sync {
     /// peers emit synchronously and have nothing to wait for.
     async fn flush(&self) -> Result<(), PeerError> {
         Ok(())
+    }
+    /// Page peers: performs one action on the app's page; returns its JSON result.
+    async fn page(&self, action: &PageAction) -> Result<serde_json::Value, PeerError> {
+        Err(PeerError::failed(format!(
+            "peer kind {} has no app page for {action:?} (only browser peers with `url` do)",
+            self.info().kind
+        )))
+    }
+    /// A PNG screenshot of the peer's page, when it has one.
+    async fn screenshot(&self) -> Option<Vec<u8>> {
+        None
     }
     /// Console output of the peer so far (browsers: the page's `console.*` calls).
     fn console(&self) -> Vec<String> {

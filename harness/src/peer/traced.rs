@@ -114,6 +114,18 @@ impl Peer for TracedPeer {
         self.inner.console()
     }
 
+    async fn page(&self, action: &crate::peer::PageAction) -> Result<serde_json::Value, PeerError> {
+        self.inner.page(action).instrument(self.span.clone()).await
+    }
+
+    async fn flush(&self) -> Result<(), PeerError> {
+        self.inner.flush().instrument(self.span.clone()).await
+    }
+
+    async fn screenshot(&self) -> Option<Vec<u8>> {
+        self.inner.screenshot().instrument(self.span.clone()).await
+    }
+
     async fn shutdown(&self) {
         self.inner.shutdown().instrument(self.span.clone()).await
     }

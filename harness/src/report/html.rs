@@ -51,6 +51,9 @@ fn tick_color(e: &EventKind) -> Option<RGBColor> {
         EventKind::NetworkChanged { .. } | EventKind::SignalingClosed => RGBColor(0xd9, 0x30, 0x25),
         EventKind::SignalingJoined { .. } => BLACK,
         EventKind::MediaAtRecovery { .. } => RGBColor(0xef, 0x6c, 0x00),
+        EventKind::Call { error: Some(_), .. } => RGBColor(0xd9, 0x30, 0x25),
+        EventKind::Call { .. } | EventKind::Eval { .. } => RGBColor(0x5f, 0x63, 0x68),
+        EventKind::Screenshot { .. } => RGBColor(0xd9, 0x30, 0x25),
         // Marks are drawn across every row (see `timeline_svg`).
         EventKind::State { .. } | EventKind::Mark { .. } => return None,
     })

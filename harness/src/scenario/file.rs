@@ -34,6 +34,10 @@ pub struct ScenarioFile {
     /// The network lab: when present, every peer runs in a network namespace of its own.
     #[serde(default)]
     pub network: Option<NetworkEntry>,
+    /// The web app under test: a server the harness starts for the scenario (`command`), or
+    /// one running elsewhere (`url`). Browser peers with a `url` load its pages.
+    #[serde(default)]
+    pub app: Option<AppEntry>,
     /// The peers taking part.
     pub peers: Vec<PeerEntry>,
     /// Steps, run in order: each a table whose `action` names its kind (shapes:
@@ -61,6 +65,32 @@ pub struct IceEntry {
     pub embedded_turn: Option<EmbeddedTurnEntry>,
     /// Give every peer a `stun:` URL of the scenario's own coturn (started for it).
     pub embedded_stun: Option<bool>,
+}
+
+/// The `[app]` table: the web app under test.
+///
+/// With `command`, the harness starts it for each run, in `dir`, inside the run's network
+/// namespace, with `{port}` (in `command`, `env`, `url` and `ready`) replaced by a free TCP
+/// port it picked; it polls `ready` until an HTTP response arrives, and kills the app's process
+/// group when the run ends. Without `command`, `url` names an app the user runs elsewhere.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppEntry {
+    /// The program and its arguments, e.g. `["node", "server.js"]`.
+    pub command: Option<Vec<String>>,
+    /// Where to run it; relative paths are relative to the scenario file's folder (default:
+    /// that folder).
+    pub dir: Option<String>,
+    /// Extra environment variables for the app, e.g. `{ PORT = "{port}" }`.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// The app's base URL: `{app}` in peer URLs and page steps (default, with `command`:
+    /// `http://127.0.0.1:{port}`).
+    pub url: Option<String>,
+    /// URL polled (HTTP GET) until it answers, any status (default: the base URL).
+    pub ready: Option<String>,
+    /// How long the app may take to answer `ready`, ms (default 20000).
+    pub ready_timeout_ms: Option<u64>,
 }
 
 /// The `[network]` table: the network lab (see [`crate::lab`]).
@@ -272,6 +302,11 @@ pub struct PeerEntry {
     pub kind: PeerKind,
     /// Browsers only: start a new browser instance for this peer instead of reusing one.
     pub fresh_browser: Option<bool>,
+    /// Browsers only: load this page of the app under test instead of the harness's own peer
+    /// page (a *page peer*). `{app}` is the `[app]` base URL, `{run}` a token unique to the run
+    /// (for room names). Every `RTCPeerConnection` the page creates is observed, as connections
+    /// `pc1`, `pc2`, ... in creation order; the page's own script drives them.
+    pub url: Option<String>,
     /// Bot only: interval between ICE connectivity checks, ms (webrtc-rs default 200).
     pub ice_check_interval_ms: Option<u64>,
     /// Bot only: wait before nominating a host pair, ms (webrtc-rs default 0).
@@ -370,6 +405,8 @@ pub struct ExpectEntry {
     /// Upper bound on inbound RTP loss, percent: `packetsLost / (packetsReceived +
     /// packetsLost)` over every `inbound-rtp` of the peer (last stats sample).
     pub max_packet_loss_pct: Option<f64>,
+    /// Page peers: how many `RTCPeerConnection`s the page created during the steps.
+    pub pc_count: Option<u64>,
 }
 
 /// `selected_pair = { local = "relay", remote = "host" }`.

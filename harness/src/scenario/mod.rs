@@ -30,8 +30,9 @@ pub use file::{
     TurnTransport, UdpPolicy,
 };
 pub use plan::{
-    BotTimers, CANDIDATE_TYPES, ConnectionPlan, EmbeddedTurnPlan, Expectation, IcePlan,
-    NetworkPlan, PeerNetwork, PeerPlan, Plan, StepPlan,
+    AppPlan, BotTimers, CANDIDATE_TYPES, ConnectionPlan, DEFAULT_APP_READY_TIMEOUT_MS,
+    EmbeddedTurnPlan, Expectation, IcePlan, NetworkPlan, PeerNetwork, PeerPlan, Plan, StepPlan,
+    is_page_connection_id,
 };
 pub(crate) use plan::{Checker, Seg, checked_loss_pct};
 pub use schema::scenario_schema;

@@ -2,8 +2,8 @@
 //! keys its action needs, and no step is impossible given the steps before it.
 
 use super::file::{
-    ExpectEntry, IceEntry, IcePolicy, IceServerEntry, MediaKind, Nat, NetworkEntry, PeerEntry,
-    PeerKind, ScenarioFile, TurnTransport, UdpPolicy,
+    AppEntry, ExpectEntry, IceEntry, IcePolicy, IceServerEntry, MediaKind, Nat, NetworkEntry,
+    PeerEntry, PeerKind, ScenarioFile, TurnTransport, UdpPolicy,
 };
 use super::{ScenarioError, line_column};
 use crate::engine::steps::{self, BuildCx, Step};
@@ -36,6 +36,8 @@ pub struct Plan {
     pub ice: IcePlan,
     /// The network lab, when the file has a `[network]` table.
     pub network: Option<NetworkPlan>,
+    /// The web app under test, when the file has an `[app]` table.
+    pub app: Option<AppPlan>,
     /// Peers, in file order.
     pub peers: Vec<PeerPlan>,
     /// Steps, in order.
@@ -61,6 +63,27 @@ impl Plan {
 
 /// The candidate types (RFC 8445 §5.1.1, W3C `RTCIceCandidateType`).
 pub const CANDIDATE_TYPES: [&str; 4] = ["host", "srflx", "prflx", "relay"];
+
+/// The web app under test (the `[app]` table, checked). `{port}` is still unreplaced: each
+/// run picks its own port (see [`crate::app`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AppPlan {
+    /// Program and arguments (`None`: the app runs elsewhere, at `url`).
+    pub command: Option<Vec<String>>,
+    /// Working directory (absolute, or relative to the harness's own).
+    pub dir: PathBuf,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Base URL: what `{app}` stands for.
+    pub url: String,
+    /// URL polled until it answers.
+    pub ready: String,
+    /// How long the app may take to answer `ready`.
+    pub ready_timeout: Duration,
+}
+
+/// Default `[app] ready_timeout_ms`.
+pub const DEFAULT_APP_READY_TIMEOUT_MS: u64 = 20_000;
 
 /// ICE configuration of a scenario.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -149,6 +172,16 @@ pub struct PeerPlan {
     pub timers: BotTimers,
     /// Browsers: never reuse an instance for this peer.
     pub fresh_browser: bool,
+    /// Page peers: the app page to load (`{app}` and `{run}` still unreplaced; the run
+    /// resolves them). `None`: the harness's own peer page (browsers) or no page (bots).
+    pub url: Option<String>,
+}
+
+impl PeerPlan {
+    /// Whether the app's page drives this peer's connections (a browser with `url`).
+    pub fn is_page(&self) -> bool {
+        self.url.is_some()
+    }
 }
 
 /// A step with its own deadline.
@@ -231,6 +264,27 @@ pub struct Expectation {
     pub max_rtt_ms: Option<f64>,
     /// Upper bound on inbound RTP loss, percent.
     pub max_packet_loss_pct: Option<f64>,
+    /// Page peers: the number of `RTCPeerConnection`s the page created.
+    pub pc_count: Option<u64>,
+}
+
+impl Expectation {
+    /// Whether it checks anything about a connection (everything but `pc_count`).
+    pub fn about_connection(&self) -> bool {
+        !self.sequences.is_empty()
+            || !self.never.is_empty()
+            || self.received_messages.is_some()
+            || self.setup_ms_max.is_some()
+            || self.candidate_types_gathered.is_some()
+            || self.selected_pair.is_some()
+            || self.min_video_frames.is_some()
+            || self.min_audio_packets.is_some()
+            || self.min_video_frames_after_recovery.is_some()
+            || self.min_audio_packets_after_recovery.is_some()
+            || self.first_frame_ms_max.is_some()
+            || self.max_rtt_ms.is_some()
+            || self.max_packet_loss_pct.is_some()
+    }
 }
 
 /// One segment of a key path.
@@ -354,7 +408,32 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
     }
 
     let (ice, trickle_default) = check_ice(&c, raw.ice.as_ref())?;
+    let app = raw
+        .app
+        .as_ref()
+        .map(|a| check_app(&c, a, path))
+        .transpose()?;
     let peers = check_peers(&c, &raw.peers)?;
+    if app.is_none()
+        && let Some(i) = peers
+            .iter()
+            .position(|p| p.url.as_deref().is_some_and(|u| u.contains("{app}")))
+    {
+        return Err(c.err(
+            &[Seg::Key("peers"), Seg::Index(i), Seg::Key("url")],
+            "uses {app}, but the scenario has no [app] table",
+        ));
+    }
+    if app.is_some()
+        && let Some(n) = &raw.network
+    {
+        let _ = n;
+        return Err(c.err(
+            &[Seg::Key("network")],
+            "[app] and [network] cannot be combined yet: the app runs in the harness's own \
+             namespace, which lab peers cannot reach",
+        ));
+    }
     let ids: Vec<&str> = peers.iter().map(|p| p.id.as_str()).collect();
     let network = raw
         .network
@@ -370,7 +449,7 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
         network.is_some(),
         ice.embedded_turn.is_some(),
     )?;
-    let expectations = check_expectations(&c, &raw.expect, &ids, &connections)?;
+    let expectations = check_expectations(&c, &raw.expect, &peers, &connections)?;
 
     Ok(Plan {
         name: raw.name,
@@ -384,10 +463,86 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
         },
         ice,
         network,
+        app,
         peers,
         steps,
         connections,
         expectations,
+    })
+}
+
+fn check_app(c: &Checker<'_>, a: &AppEntry, file: &Path) -> Result<AppPlan, ScenarioError> {
+    let at = |k| [Seg::Key("app"), Seg::Key(k)];
+    let here = file.parent().unwrap_or(Path::new("."));
+    if let Some(cmd) = &a.command
+        && cmd.first().is_none_or(|p| p.trim().is_empty())
+    {
+        return Err(c.err(
+            &at("command"),
+            "must name a program: a list such as [\"node\", \"server.js\"]",
+        ));
+    }
+    if a.command.is_none() {
+        for (key, given) in [
+            ("dir", a.dir.is_some()),
+            ("env", !a.env.is_empty()),
+            ("ready", a.ready.is_some()),
+            ("ready_timeout_ms", a.ready_timeout_ms.is_some()),
+        ] {
+            if given {
+                return Err(c.err(
+                    &at(key),
+                    "only applies with `command` (an app the harness starts)",
+                ));
+            }
+        }
+    }
+    let url = match (&a.url, &a.command) {
+        (Some(u), _) => u.trim_end_matches('/').to_string(),
+        (None, Some(_)) => "http://127.0.0.1:{port}".to_string(),
+        (None, None) => {
+            return Err(c.err(
+                &[Seg::Key("app")],
+                "[app] needs `command` (an app the harness starts) or `url` (one running elsewhere)",
+            ));
+        }
+    };
+    for (key, v) in [("url", Some(&url)), ("ready", a.ready.as_ref())] {
+        let Some(v) = v else { continue };
+        let probe = v.replace("{port}", "1");
+        if !(probe.starts_with("http://") || probe.starts_with("https://"))
+            || probe.split("//").nth(1).is_none_or(|h| h.is_empty())
+        {
+            return Err(c.err(&at(key), format!("{v:?} is not an http:// or https:// URL")));
+        }
+    }
+    let uses_port = a.command.iter().flatten().any(|s| s.contains("{port}"))
+        || a.env.values().any(|v| v.contains("{port}"));
+    if a.command.is_some() && url.contains("{port}") && !uses_port {
+        return Err(c.err(
+            &at("env"),
+            "the app's URL uses {port}, but neither `command` nor `env` passes {port} to the \
+             app (e.g. env = { PORT = \"{port}\" })",
+        ));
+    }
+    let timeout_ms = a.ready_timeout_ms.unwrap_or(DEFAULT_APP_READY_TIMEOUT_MS);
+    if timeout_ms == 0 || timeout_ms > 600_000 {
+        return Err(c.err(&at("ready_timeout_ms"), "must be between 1 and 600000 ms"));
+    }
+    let dir = match &a.dir {
+        Some(d) => here.join(d),
+        None => here.to_path_buf(),
+    };
+    if a.command.is_some() && !dir.is_dir() {
+        return Err(c.err(&at("dir"), format!("{} is not a folder", dir.display())));
+    }
+    Ok(AppPlan {
+        command: a.command.clone(),
+        dir,
+        env: a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ready: a.ready.clone().unwrap_or_else(|| url.clone()),
+        url,
+        ready_timeout: Duration::from_millis(timeout_ms),
     })
 }
 
@@ -584,6 +739,27 @@ fn check_peers(c: &Checker<'_>, raw: &[PeerEntry]) -> Result<Vec<PeerPlan>, Scen
                 ),
             ));
         }
+        if let Some(u) = &p.url {
+            if !p.kind.is_browser() {
+                return Err(c.err(
+                    &at("url"),
+                    format!(
+                        "url (a page peer) only applies to browser kinds; peer {:?} is {:?}",
+                        p.id,
+                        p.kind.as_str()
+                    ),
+                ));
+            }
+            let probe = u.replace("{app}", "http://app").replace("{run}", "r");
+            if !(probe.starts_with("http://") || probe.starts_with("https://")) {
+                return Err(c.err(
+                    &at("url"),
+                    format!(
+                        "{u:?} is not an http:// or https:// URL (or one starting with {{app}})"
+                    ),
+                ));
+            }
+        }
         if p.ice_check_interval_ms == Some(0) {
             return Err(c.err(&at("ice_check_interval_ms"), "must be at least 1 ms"));
         }
@@ -592,6 +768,7 @@ fn check_peers(c: &Checker<'_>, raw: &[PeerEntry]) -> Result<Vec<PeerPlan>, Scen
             kind: p.kind.clone(),
             timers,
             fresh_browser: p.fresh_browser.unwrap_or(false),
+            url: p.url.clone(),
         });
     }
     Ok(out)
@@ -676,12 +853,20 @@ fn check_steps(
     Ok((out, connections))
 }
 
+/// Whether `id` names a page's RTCPeerConnection: `pc1`, `pc2`, ...
+pub fn is_page_connection_id(id: &str) -> bool {
+    id.strip_prefix("pc").is_some_and(|n| {
+        !n.starts_with('0') && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
 fn check_expectations(
     c: &Checker<'_>,
     raw: &[ExpectEntry],
-    ids: &[&str],
+    peers: &[PeerPlan],
     connections: &[ConnectionPlan],
 ) -> Result<Vec<Expectation>, ScenarioError> {
+    let ids: Vec<&str> = peers.iter().map(|p| p.id.as_str()).collect();
     let mut out = Vec::new();
     for (i, e) in raw.iter().enumerate() {
         let at = |k| [Seg::Key("expect"), Seg::Index(i), Seg::Key(k)];
@@ -691,12 +876,37 @@ fn check_expectations(
                 format!("unknown peer id {:?} (peers: {})", e.peer, ids.join(", ")),
             ));
         }
+        let page = peers.iter().any(|p| p.id == e.peer && p.is_page());
+        if e.pc_count.is_some() && !page {
+            return Err(c.err(
+                &at("pc_count"),
+                format!(
+                    "pc_count only applies to page peers (a browser with `url`); peer {:?} is not one",
+                    e.peer
+                ),
+            ));
+        }
+        let page_connection = match (&e.connection, page) {
+            (_, false) => None,
+            (None, true) => Some(String::new()),
+            (Some(want), true) if is_page_connection_id(want) => Some(want.clone()),
+            (Some(want), true) => {
+                return Err(c.err(
+                    &at("connection"),
+                    format!(
+                        "{want:?} is not a page connection id: a page's RTCPeerConnections are \
+                         pc1, pc2, ... in creation order"
+                    ),
+                ));
+            }
+        };
         let mine: Vec<&str> = connections
             .iter()
             .filter(|k| k.has(&e.peer))
             .map(|k| k.id.as_str())
             .collect();
         let connection = match (&e.connection, mine.as_slice()) {
+            _ if page_connection.is_some() => page_connection,
             (Some(want), _) if mine.contains(&want.as_str()) => Some(want.clone()),
             (Some(want), []) => {
                 return Err(c.err(
@@ -853,6 +1063,7 @@ fn check_expectations(
             never,
             received_messages: e.received_messages,
             setup_ms_max: e.setup_ms_max,
+            pc_count: e.pc_count,
         });
     }
     Ok(out)

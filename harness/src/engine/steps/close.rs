@@ -36,7 +36,7 @@ pub struct Close {
 
 fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, ScenarioError> {
     let e: Entry = cx.parse(table)?;
-    cx.peer("peer", &e.peer)?;
+    cx.driven("peer", &e.peer)?;
     let connections = cx.connections_of(&e.peer);
     if connections.is_empty() {
         return Err(cx.err(

@@ -60,8 +60,8 @@ pub struct Connect {
 
 fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, ScenarioError> {
     let e: Entry = cx.parse(table)?;
-    cx.peer("offerer", &e.offerer)?;
-    cx.peer("answerer", &e.answerer)?;
+    cx.driven("offerer", &e.offerer)?;
+    cx.driven("answerer", &e.answerer)?;
     if e.offerer == e.answerer {
         return Err(cx.err(
             "answerer",

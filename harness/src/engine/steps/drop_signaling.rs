@@ -42,7 +42,7 @@ pub struct DropSignaling {
 
 fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, ScenarioError> {
     let e: Entry = cx.parse(table)?;
-    cx.peer("peer", &e.peer)?;
+    cx.driven("peer", &e.peer)?;
     let connection = cx.connection_named(&e.peer, e.connection.as_deref())?;
     cx.live("peer", &e.peer)?;
     Ok(Arc::new(DropSignaling {

@@ -18,6 +18,7 @@ mod drop_signaling;
 mod freeze;
 mod kill;
 mod mark;
+mod page;
 mod restart_ice;
 mod restart_signaling;
 mod restart_turn;
@@ -70,6 +71,11 @@ pub const KINDS: &[Kind] = &[
     restart_turn::KIND,
     wait_state::KIND,
     mark::KIND,
+    page::OPEN,
+    page::CLICK,
+    page::FILL,
+    page::WAIT_FOR,
+    page::EVAL,
 ];
 
 /// The kind for an `action` value.
@@ -230,6 +236,45 @@ impl BuildCx<'_> {
             .filter(|c| c.has(peer))
             .map(|c| c.id.clone())
             .collect()
+    }
+
+    /// Checks that `id` (the value of `key`) names a peer the harness drives itself: not a page
+    /// peer, whose connections the app's page makes.
+    pub fn driven(&self, key: &str, id: &str) -> Result<(), ScenarioError> {
+        self.peer(key, id)?;
+        if self.page(id) {
+            return Err(self.err(
+                key,
+                format!(
+                    "peer {id:?} is a page peer (it has a `url`): the app's page makes and drives \
+                     its connections, so action {:?} cannot be given to it; use the page steps \
+                     (open, click, fill, wait_for, eval) and wait_state",
+                    self.action
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `id` is a page peer (a browser with `url`).
+    pub fn page(&self, id: &str) -> bool {
+        self.peers.iter().any(|p| p.id == id && p.is_page())
+    }
+
+    /// A page peer's connection: `named` (`pc1`, `pc2`, ...) if given, else `""`, which steps
+    /// and expectations read as "the page's only RTCPeerConnection" when they run.
+    pub fn page_connection(&self, named: Option<&str>) -> Result<String, ScenarioError> {
+        match named {
+            None => Ok(String::new()),
+            Some(c) if crate::scenario::is_page_connection_id(c) => Ok(c.to_string()),
+            Some(c) => Err(self.err(
+                "connection",
+                format!(
+                    "{c:?} is not a page connection id: a page's RTCPeerConnections are pc1, \
+                     pc2, ... in creation order"
+                ),
+            )),
+        }
     }
 
     /// Checks that `id` (the value of `key`) names a peer.

@@ -39,7 +39,7 @@ pub struct RestartIce {
 
 fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, ScenarioError> {
     let e: Entry = cx.parse(table)?;
-    cx.peer("peer", &e.peer)?;
+    cx.driven("peer", &e.peer)?;
     let c = cx.connection_of(
         &e.peer,
         None,

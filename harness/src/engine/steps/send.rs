@@ -62,7 +62,7 @@ pub struct SendMessages {
 
 fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, ScenarioError> {
     let e: Entry = cx.parse(table)?;
-    cx.peer("from", &e.from)?;
+    cx.driven("from", &e.from)?;
     if e.messages == 0 || e.messages > MAX_MESSAGES {
         return Err(cx.err(
             "messages",

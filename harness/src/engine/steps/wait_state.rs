@@ -80,7 +80,11 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
             ),
         ));
     }
-    let connection = cx.connection_named(&e.peer, e.connection.as_deref())?;
+    let connection = if cx.page(&e.peer) {
+        cx.page_connection(e.connection.as_deref())?
+    } else {
+        cx.connection_named(&e.peer, e.connection.as_deref())?
+    };
     cx.live("peer", &e.peer)?;
     Ok(Arc::new(WaitState {
         peer: e.peer,
@@ -111,9 +115,25 @@ impl Step for WaitState {
     }
 }
 
+impl WaitState {
+    /// The connection watched: as planned, or a page's (see [`Timeline::page_connection`]).
+    fn resolved(&self, timeline: &Timeline) -> Result<Option<String>, String> {
+        if self.connection.is_empty() || crate::scenario::is_page_connection_id(&self.connection) {
+            timeline.page_connection(&self.peer, &self.connection)
+        } else {
+            Ok(Some(self.connection.clone()))
+        }
+    }
+}
+
 impl Watch for WaitState {
     fn progress(&self, timeline: &Timeline) -> Progress {
-        let ep = Endpoint::new(&self.peer, &self.connection);
+        let connection = match self.resolved(timeline) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Progress::Waiting,
+            Err(why) => return Progress::Failed(why),
+        };
+        let ep = Endpoint::new(&self.peer, &connection);
         match timeline.current_state(ep, self.machine) {
             Some(s) if s == self.state => Progress::Done,
             Some("closed") => Progress::Failed(format!(
@@ -128,7 +148,25 @@ impl Watch for WaitState {
     }
 
     fn waiting_for(&self, timeline: &Timeline) -> String {
-        let ep = Endpoint::new(&self.peer, &self.connection);
+        let connection = match self.resolved(timeline) {
+            Ok(Some(c)) => c,
+            Ok(None) if self.connection.is_empty() => {
+                return format!(
+                    "peer {}: its page to create an RTCPeerConnection (it has created none)",
+                    self.peer
+                );
+            }
+            Ok(None) => {
+                return format!(
+                    "peer {}: its page to create {} (it has created {})",
+                    self.peer,
+                    self.connection,
+                    timeline.connections_of(&self.peer).len()
+                );
+            }
+            Err(why) => return why,
+        };
+        let ep = Endpoint::new(&self.peer, &connection);
         let now = match timeline.states(ep, self.machine).last() {
             Some((t, s)) => format!("{s} since {t:.1} ms"),
             None => "no value yet".into(),

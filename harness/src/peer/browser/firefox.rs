@@ -70,6 +70,11 @@ impl Flavor for Firefox {
             .arg(port.to_string())
             .arg("--marionette-port")
             .arg("0");
+        // WebDriver BiDi (page peers) listens on its own port, 9222 unless told: one per
+        // instance, so that instances side by side do not collide.
+        if let Ok(bidi) = super::free_port() {
+            cmd.arg("--websocket-port").arg(bidi.to_string());
+        }
         cmd
     }
 

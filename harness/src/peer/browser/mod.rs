@@ -21,8 +21,10 @@
 //! namespace, and serves the page, control socket and signaling on a listener in the
 //! namespace's loopback. Such an instance serves one scenario only (its namespace goes with it).
 
+mod bidi;
 pub mod chromium;
 pub mod firefox;
+mod page_peer;
 
 use super::{
     ConnectRequest, EventSink, Launcher, Peer, PeerError, PeerInfo, ProcessGroup, SendRequest,
@@ -203,6 +205,14 @@ impl Launcher for BrowserLauncher {
         sink: EventSink,
         lab: Option<&crate::lab::LabHost>,
     ) -> Result<Box<dyn Peer>, PeerError> {
+        if let Some(url) = &plan.url {
+            if lab.is_some() {
+                return Err(PeerError::failed(
+                    "page peers cannot be placed in the network lab yet",
+                ));
+            }
+            return page_peer::launch(self.flavor.as_ref(), &self.log_dir, plan, url, sink).await;
+        }
         let started = Instant::now();
         let ns = lab.map(|h| h.ns.clone());
         // A lab instance lives in the scenario's namespace: never reused.
@@ -323,6 +333,18 @@ impl Instance {
         label: &str,
         ns: Option<Arc<crate::lab::Netns>>,
     ) -> Result<Self, PeerError> {
+        Self::start_with(flavor, log_dir, label, ns, false).await
+    }
+
+    /// [`Instance::start_in`]; with `bidi`, the session also opens a WebDriver BiDi socket
+    /// (capability `webSocketUrl`, W3C WebDriver BiDi §7.2).
+    async fn start_with(
+        flavor: &dyn Flavor,
+        log_dir: &Path,
+        label: &str,
+        ns: Option<Arc<crate::lab::Netns>>,
+        bidi: bool,
+    ) -> Result<Self, PeerError> {
         let programs = flavor.programs()?;
         let profile = tempfile::Builder::new()
             .prefix(&format!("rtc-harness-{}-", flavor.kind()))
@@ -380,10 +402,14 @@ impl Instance {
         };
         let driver_version = program_version(&programs.driver).await;
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let mut capabilities = flavor.capabilities(&programs, profile.path());
+        if bidi {
+            capabilities.insert("webSocketUrl".into(), json!(true));
+        }
         let client = tokio::time::timeout(
             SESSION_DEADLINE,
             fantoccini::ClientBuilder::new(connector)
-                .capabilities(flavor.capabilities(&programs, profile.path()))
+                .capabilities(capabilities)
                 .connect(&format!("http://127.0.0.1:{port}")),
         )
         .await
