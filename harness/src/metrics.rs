@@ -257,7 +257,7 @@ pub fn paired_endpoint(timeline: &Timeline, ep: Endpoint<'_>) -> Option<(String,
     let remote = ufrags(ep.peer, ep.connection, "setRemoteDescription");
     let mut seen = std::collections::HashSet::new();
     for e in timeline.events() {
-        if e.peer == ep.peer || e.connection.is_empty() {
+        if (e.peer == ep.peer && e.connection == ep.connection) || e.connection.is_empty() {
             continue;
         }
         if !seen.insert((e.peer.as_str(), e.connection.as_str())) {

@@ -12,6 +12,25 @@ const REGENERATE: &str = "regenerate it with `cargo run -p rtc-harness --bin rtc
 /// here).
 const NOT_SHAPE_ERRORS: &[(&str, &str)] = &[
     (
+        "app-placeholder-without-app.toml",
+        "rule between tables: {app} needs [app]",
+    ),
+    (
+        "app-without-command-or-url.toml",
+        "rule between keys: command or url",
+    ),
+    (
+        "connect-page-peer.toml",
+        "reference: the named peer is a page peer",
+    ),
+    (
+        "page-connection-bad-id.toml",
+        "reference: page connection ids are pcN",
+    ),
+    ("page-step-on-bot.toml", "reference: the named peer's kind"),
+    ("url-on-bot.toml", "rule between keys: url on browsers only"),
+    ("wait-for-both.toml", "rule between keys: selector or js"),
+    (
         "unknown-kind.toml",
         "peer kinds are open (a user crate registers its own): whether a launcher exists for the kind is known at run time only",
     ),

@@ -618,16 +618,23 @@ pub struct StatsSample {
 pub fn diagnose(step: &dyn Step, timeline: &Timeline) -> String {
     let mut out = String::new();
     for ep in step.endpoints() {
-        let states: Vec<String> = StateMachine::ALL
-            .iter()
-            .map(|m| format!("{m} {}", timeline.current_state(ep, *m).unwrap_or("-")))
-            .collect();
-        out.push_str(&format!(
-            "  peer {} ({}): {}\n",
-            ep.peer,
-            ep.connection,
-            states.join(", ")
-        ));
+        // A page peer's "only connection" (`""`): every connection its page made.
+        let connections = match ep.connection {
+            "" => timeline.connections_of(ep.peer),
+            c => vec![c],
+        };
+        for c in connections {
+            let here = Endpoint::new(ep.peer, c);
+            let states: Vec<String> = StateMachine::ALL
+                .iter()
+                .map(|m| format!("{m} {}", timeline.current_state(here, *m).unwrap_or("-")))
+                .collect();
+            out.push_str(&format!(
+                "  peer {} ({c}): {}\n",
+                ep.peer,
+                states.join(", ")
+            ));
+        }
         out.push_str(&format!("    last events of {}:\n", ep.peer));
         for e in timeline.last_of_peer(ep.peer, DIAGNOSIS_EVENTS) {
             out.push_str(&format!("      {:>9.1} ms  {}\n", e.t_ms, e.event));

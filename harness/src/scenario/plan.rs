@@ -474,6 +474,12 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
 fn check_app(c: &Checker<'_>, a: &AppEntry, file: &Path) -> Result<AppPlan, ScenarioError> {
     let at = |k| [Seg::Key("app"), Seg::Key(k)];
     let here = file.parent().unwrap_or(Path::new("."));
+    if a.command.is_none() && a.url.is_none() {
+        return Err(c.err(
+            &[Seg::Key("app")],
+            "[app] needs `command` (an app the harness starts) or `url` (one running elsewhere)",
+        ));
+    }
     if let Some(cmd) = &a.command
         && cmd.first().is_none_or(|p| p.trim().is_empty())
     {
@@ -499,13 +505,7 @@ fn check_app(c: &Checker<'_>, a: &AppEntry, file: &Path) -> Result<AppPlan, Scen
     }
     let url = match (&a.url, &a.command) {
         (Some(u), _) => u.trim_end_matches('/').to_string(),
-        (None, Some(_)) => "http://127.0.0.1:{port}".to_string(),
-        (None, None) => {
-            return Err(c.err(
-                &[Seg::Key("app")],
-                "[app] needs `command` (an app the harness starts) or `url` (one running elsewhere)",
-            ));
-        }
+        (None, _) => "http://127.0.0.1:{port}".to_string(),
     };
     for (key, v) in [("url", Some(&url)), ("ready", a.ready.as_ref())] {
         let Some(v) = v else { continue };

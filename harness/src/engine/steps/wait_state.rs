@@ -97,6 +97,14 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
 #[async_trait]
 impl Step for WaitState {
     fn describe(&self) -> String {
+        if self.connection.is_empty() {
+            return format!(
+                "wait_state {} (its page's RTCPeerConnection): {} {}",
+                self.peer,
+                self.machine.attribute(),
+                self.state
+            );
+        }
         format!(
             "wait_state {} ({}): {} {}",
             self.peer,

@@ -166,17 +166,8 @@ async fn open(
     if let Ok(mut o) = offset.lock() {
         *o = Some(measured);
     }
-    match tokio::time::timeout(PAGE_DEADLINE, instance.client.goto(url)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            return Err((instance, PeerError::failed(format!("loading {url}: {e}"))));
-        }
-        Err(_) => {
-            return Err((
-                instance,
-                PeerError::Timeout(format!("loading {url} (within {PAGE_DEADLINE:?})")),
-            ));
-        }
+    if let Err(e) = navigate(&socket, &context, url).await {
+        return Err((instance, e));
     }
     Ok(PagePeer {
         id: plan.id.clone(),
@@ -194,6 +185,24 @@ async fn open(
         sink,
         frozen: AtomicBool::new(false),
     })
+}
+
+/// Loads `url` in the top-level context and waits for its load event (BiDi
+/// `browsingContext.navigate`, `wait: "complete"`). Unlike classic Navigate To, which
+/// Chromium answers with success on its own error page, a URL that cannot be loaded (refused,
+/// unknown host) is an error here.
+async fn navigate(socket: &Bidi, context: &str, url: &str) -> Result<(), PeerError> {
+    let nav = socket.command(
+        "browsingContext.navigate",
+        json!({"context": context, "url": url, "wait": "complete"}),
+    );
+    match tokio::time::timeout(PAGE_DEADLINE, nav).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(PeerError::failed(format!("loading {url}: {e}"))),
+        Err(_) => Err(PeerError::Timeout(format!(
+            "loading {url} (within {PAGE_DEADLINE:?})"
+        ))),
+    }
 }
 
 /// One observation from the instrumentation: `{t, realm, pc, event}` as JSON text.
@@ -405,7 +414,7 @@ impl Peer for PagePeer {
         let failed = |e: fantoccini::error::CmdError| PeerError::failed(format!("{e}"));
         match action {
             PageAction::Open { url } => {
-                self.client.goto(url).await.map_err(failed)?;
+                navigate(&self.socket, &self.context, url).await?;
                 Ok(Value::Null)
             }
             PageAction::Click { selector } => {
