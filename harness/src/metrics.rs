@@ -222,8 +222,8 @@ fn faults(
     (Some(fault.t_ms), restore.map(|e| e.t_ms))
 }
 
-/// Whether an endpoint is a page peer's connection: the page's own calls are on it (see
-/// [`EventKind::Call`]).
+/// Whether an endpoint's description calls are on the timeline ([`EventKind::Call`]: page
+/// peers and bots record them), so that its other end can be found by ICE ufrag.
 pub fn is_page_endpoint(timeline: &Timeline, ep: Endpoint<'_>) -> bool {
     timeline.events().iter().any(|e| {
         e.peer == ep.peer

@@ -39,6 +39,8 @@ pub(crate) struct RunSetup {
     pub ice: RunIce,
     /// The app under test (`[app]`): killed after the peers.
     pub app: Option<crate::app::App>,
+    /// The app's signaling protocol, `{run}` replaced in its `auth` (for `join_app`).
+    pub app_signaling: Option<crate::scenario::AppSignalingPlan>,
     /// Where the run keeps files (screenshots).
     pub artifacts: std::path::PathBuf,
     /// What `{run}` stands for: a token unique to this run of this process.
@@ -82,6 +84,7 @@ impl RunSetup {
                 policy: plan.ice.policy,
             },
             app: None,
+            app_signaling: None,
             artifacts: engine.log_dir.clone(),
             run_token: format!("p{}r{serial}", std::process::id()),
             turn: None,
@@ -93,6 +96,13 @@ impl RunSetup {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         if let Some(a) = &plan.app {
+            setup.app_signaling = a.signaling.clone().map(|mut s| {
+                if let Some(auth) = s.auth.take() {
+                    let text = serde_json::to_string(&auth).unwrap_or_default();
+                    s.auth = serde_json::from_str(&setup.expand(&text)).ok();
+                }
+                s
+            });
             match crate::app::App::start(a, &engine.log_dir, &label).await {
                 Ok(app) => setup.app = Some(app),
                 Err(e) => return Err(fail(SetupError::App(e), &setup)),

@@ -493,7 +493,10 @@ async fn collect_media(
         }
     }
     for c in plan.connections.iter().filter(|c| !c.media.is_empty()) {
-        for id in [&c.offerer, &c.answerer] {
+        for id in [&c.offerer, &c.answerer]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+        {
             let Some(p) = setup.peers.iter().find(|p| p.id == *id) else {
                 continue;
             };
@@ -550,7 +553,10 @@ fn peer_metrics(plan: &Plan, judged: &Timeline) -> BTreeMap<String, PeerMetrics>
         out.insert(p, m);
     }
     for c in &plan.connections {
-        for p in [&c.offerer, &c.answerer] {
+        for p in [&c.offerer, &c.answerer]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+        {
             out.insert(
                 p.clone(),
                 metrics::peer_metrics(judged, Endpoint::new(p, &c.id)),
@@ -570,7 +576,10 @@ fn explanations(
 ) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
     for c in &plan.connections {
-        for p in [&c.offerer, &c.answerer] {
+        for p in [&c.offerer, &c.answerer]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+        {
             let (Some(pp), Some(m)) = (plan.peers.iter().find(|x| x.id == *p), metrics.get(p))
             else {
                 continue;

@@ -798,7 +798,7 @@ async fn negotiate(
                 let r = match prepared {
                     Ok(()) => {
                         sink.emit(&conn, EventKind::CreateOffer);
-                        local_sdp(&pc, true, req.trickle, gathered.clone()).await.and_then(|sdp| {
+                        local_sdp(&pc, true, req.trickle, gathered.clone()).await.inspect(|sdp| described(&sink, &conn, "setLocalDescription", "offer", sdp)).and_then(|sdp| {
                             send(&mut *session, Signal::Offer { sdp })
                         })
                     }
@@ -840,13 +840,15 @@ async fn negotiate(
                     SignalingEvent::Ready { .. } if req.role == Role::Offerer && !offered => {
                         offered = true;
                         sink.emit(&conn, EventKind::CreateOffer);
-                        local_sdp(&pc, true, req.trickle, gathered.clone()).await.and_then(|sdp| {
+                        local_sdp(&pc, true, req.trickle, gathered.clone()).await.inspect(|sdp| described(&sink, &conn, "setLocalDescription", "offer", sdp)).and_then(|sdp| {
                             send(&mut *session, Signal::Offer { sdp })
                         })
                     }
                     SignalingEvent::Signal { signal: Signal::Offer { sdp }, .. } => {
+                        let remote_sdp = sdp.clone();
                         match apply_remote(&pc, RTCSessionDescription::offer(sdp)).await {
                             Ok(()) => {
+                                described(&sink, &conn, "setRemoteDescription", "offer", &remote_sdp);
                                 sink.emit(&conn, EventKind::OfferApplied);
                                 have_remote = true;
                                 // An inactive answerer turns the offered transceivers off.
@@ -862,7 +864,7 @@ async fn negotiate(
                                 if let Err(e) = add_pending(&pc, &mut pending_remote).await {
                                     report(e);
                                 }
-                                local_sdp(&pc, false, req.trickle, gathered.clone()).await.and_then(|sdp| {
+                                local_sdp(&pc, false, req.trickle, gathered.clone()).await.inspect(|sdp| described(&sink, &conn, "setLocalDescription", "answer", sdp)).and_then(|sdp| {
                                     send(&mut *session, Signal::Answer { sdp })
                                 })
                             }
@@ -870,8 +872,10 @@ async fn negotiate(
                         }
                     }
                     SignalingEvent::Signal { signal: Signal::Answer { sdp }, .. } => {
+                        let remote_sdp = sdp.clone();
                         match apply_remote(&pc, RTCSessionDescription::answer(sdp)).await {
                             Ok(()) => {
+                                described(&sink, &conn, "setRemoteDescription", "answer", &remote_sdp);
                                 sink.emit(&conn, EventKind::AnswerApplied);
                                 have_remote = true;
                                 for out in unstarted.drain(..) {
@@ -958,6 +962,20 @@ fn webrtc_candidate(c: IceCandidateInit) -> RTCIceCandidateInit {
         username_fragment: c.username_fragment,
         url: None,
     }
+}
+
+/// Records a description applied, with its ICE ufrag: what pairs this connection with the
+/// other end's on the timeline (see [`crate::metrics::paired_endpoint`]).
+fn described(sink: &EventSink, conn: &str, method: &str, sdp_type: &str, sdp: &str) {
+    sink.emit(
+        conn,
+        EventKind::Call {
+            method: method.into(),
+            sdp_type: Some(sdp_type.into()),
+            ice_ufrag: crate::peer::sdp_ice_ufrag(sdp),
+            error: None,
+        },
+    );
 }
 
 async fn apply_remote(
@@ -1061,6 +1079,7 @@ mod tests {
             ice_transport_policy: crate::scenario::IcePolicy::All,
             media: Vec::new(),
             direction: crate::scenario::Direction::Sendrecv,
+            app_signaling: None,
         }
     }
 

@@ -81,7 +81,9 @@ impl EventSink {
 }
 
 /// Offerer or answerer of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Calls createOffer once the signaling server says `ready`.
@@ -114,6 +116,10 @@ pub struct ConnectRequest {
     pub media: Vec<crate::scenario::MediaKind>,
     /// This peer's transceiver direction for that media.
     pub direction: crate::scenario::Direction,
+    /// `join_app` steps: the app's own signaling protocol; `signaling_url` is then the app's
+    /// base URL and `room` the app's room id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_signaling: Option<crate::scenario::AppSignalingPlan>,
 }
 
 /// Ask a peer to send test messages (see [`crate::payload`]).
@@ -359,6 +365,13 @@ impl Launchers {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// The session's `a=ice-ufrag` value (RFC 8839 §5.4) of an SDP, from its first occurrence.
+pub fn sdp_ice_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:"))
+        .map(str::to_string)
 }
 
 /// The candidate type (`typ` field, RFC 8839 §5.1) of a candidate-attribute line.

@@ -135,6 +135,7 @@ mod tests {
             explanations: Default::default(),
             console: Default::default(),
             turn_log: None,
+            app_log: None,
             network: None,
             media: Default::default(),
             stats: Default::default(),

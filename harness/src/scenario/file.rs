@@ -91,6 +91,45 @@ pub struct AppEntry {
     pub ready: Option<String>,
     /// How long the app may take to answer `ready`, ms (default 20000).
     pub ready_timeout_ms: Option<u64>,
+    /// The app's own signaling protocol, for bots that join it (`join_app` steps).
+    pub signaling: Option<AppSignalingEntry>,
+}
+
+/// `[app.signaling]`: how a bot speaks the app's signaling protocol. A message is a list: the
+/// event name, then its arguments, where `"{room}"` is the room, `"{description}"` the
+/// `RTCSessionDescriptionInit` (`{type, sdp}`), `"{candidate}"` the `RTCIceCandidateInit`, and
+/// any other string is sent as it is. The defaults are the room protocol of the apps this
+/// project grew from (the example app `socketio-rooms`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppSignalingEntry {
+    /// The protocol: `socket.io` (Socket.IO v4 over Engine.IO v4).
+    pub protocol: AppProtocol,
+    /// Where the Socket.IO server is mounted (default `/socket.io/`).
+    pub path: Option<String>,
+    /// What a bot emits to join a room (default `["join", "{room}"]`).
+    pub join: Option<Vec<String>>,
+    /// The event the server sends once the room is complete; the offerer offers on it
+    /// (default `ready`).
+    pub ready: Option<String>,
+    /// How an offer travels, both ways (default `["offer", "{description}", "{room}"]`).
+    pub offer: Option<Vec<String>>,
+    /// How an answer travels (default `["answer", "{description}", "{room}"]`).
+    pub answer: Option<Vec<String>>,
+    /// How a trickled candidate travels (default `["ice-candidate", "{candidate}", "{room}"]`).
+    pub candidate: Option<Vec<String>>,
+    /// The Socket.IO `auth` payload of the handshake, e.g. `{ token = "..." }` (`{run}` is
+    /// replaced in its strings).
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub auth: Option<toml::Table>,
+}
+
+/// An app signaling protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+pub enum AppProtocol {
+    /// Socket.IO v4 (Engine.IO v4), through the `rust_socketio` client.
+    #[serde(rename = "socket.io")]
+    SocketIo,
 }
 
 /// The `[network]` table: the network lab (see [`crate::lab`]).

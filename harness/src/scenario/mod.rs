@@ -26,13 +26,13 @@ mod plan;
 pub mod schema;
 
 pub use file::{
-    ConnectOutcome, Direction, IcePolicy, IceServerEntry, MediaKind, Nat, PeerKind, ScenarioFile,
-    TurnTransport, UdpPolicy,
+    AppProtocol, ConnectOutcome, Direction, IcePolicy, IceServerEntry, MediaKind, Nat, PeerKind,
+    ScenarioFile, TurnTransport, UdpPolicy,
 };
 pub use plan::{
-    AppPlan, BotTimers, CANDIDATE_TYPES, ConnectionPlan, DEFAULT_APP_READY_TIMEOUT_MS,
-    EmbeddedTurnPlan, Expectation, IcePlan, NetworkPlan, PeerNetwork, PeerPlan, Plan, StepPlan,
-    is_page_connection_id,
+    AppArg, AppMessage, AppPlan, AppSignalingPlan, BotTimers, CANDIDATE_TYPES, ConnectionPlan,
+    DEFAULT_APP_READY_TIMEOUT_MS, EmbeddedTurnPlan, Expectation, IcePlan, NetworkPlan, PeerNetwork,
+    PeerPlan, Plan, StepPlan, is_page_connection_id,
 };
 pub(crate) use plan::{Checker, Seg, checked_loss_pct};
 pub use schema::scenario_schema;

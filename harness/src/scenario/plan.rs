@@ -80,6 +80,59 @@ pub struct AppPlan {
     pub ready: String,
     /// How long the app may take to answer `ready`.
     pub ready_timeout: Duration,
+    /// The app's signaling protocol, when bots join it.
+    pub signaling: Option<AppSignalingPlan>,
+}
+
+/// How a bot speaks an app's signaling protocol (`[app.signaling]`, checked).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AppSignalingPlan {
+    /// The protocol.
+    pub protocol: super::file::AppProtocol,
+    /// Where the server is mounted on the app's base URL, e.g. `/socket.io/`.
+    pub path: String,
+    /// What joins a room.
+    pub join: AppMessage,
+    /// The event that makes the offerer offer.
+    pub ready: String,
+    /// How offers travel.
+    pub offer: AppMessage,
+    /// How answers travel.
+    pub answer: AppMessage,
+    /// How candidates travel.
+    pub candidate: AppMessage,
+    /// The handshake's `auth` payload.
+    pub auth: Option<serde_json::Value>,
+}
+
+/// One message of an app protocol: an event and its arguments.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AppMessage {
+    /// The event name.
+    pub event: String,
+    /// Its arguments, in order.
+    pub args: Vec<AppArg>,
+}
+
+/// One argument of an [`AppMessage`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppArg {
+    /// The room id.
+    Room,
+    /// The `RTCSessionDescriptionInit`.
+    Description,
+    /// The `RTCIceCandidateInit`.
+    Candidate,
+    /// A string sent as it is.
+    Literal(String),
+}
+
+impl AppMessage {
+    /// Where `arg` is among the arguments.
+    pub fn position(&self, arg: &AppArg) -> Option<usize> {
+        self.args.iter().position(|a| a == arg)
+    }
 }
 
 /// Default `[app] ready_timeout_ms`.
@@ -201,9 +254,10 @@ pub struct ConnectionPlan {
     pub id: String,
     /// Index of the connect step that makes it.
     pub step: usize,
-    /// The peer that calls createOffer.
+    /// The peer that calls createOffer (empty for a `join_app` bot that answers: the app
+    /// decides who offers to it).
     pub offerer: String,
-    /// The peer that answers.
+    /// The peer that answers (empty for a `join_app` bot that offers).
     pub answerer: String,
     /// Data channel the offerer creates.
     pub data_channel: Option<String>,
@@ -445,9 +499,12 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
         &raw.steps,
         &peers,
         timeout_s,
-        trickle_default,
-        network.is_some(),
-        ice.embedded_turn.is_some(),
+        Tables {
+            trickle_default,
+            in_lab: network.is_some(),
+            embedded_turn: ice.embedded_turn.is_some(),
+            app_signaling: app.as_ref().is_some_and(|a| a.signaling.is_some()),
+        },
     )?;
     let expectations = check_expectations(&c, &raw.expect, &peers, &connections)?;
 
@@ -543,6 +600,93 @@ fn check_app(c: &Checker<'_>, a: &AppEntry, file: &Path) -> Result<AppPlan, Scen
         ready: a.ready.clone().unwrap_or_else(|| url.clone()),
         url,
         ready_timeout: Duration::from_millis(timeout_ms),
+        signaling: a
+            .signaling
+            .as_ref()
+            .map(|s| check_app_signaling(c, s))
+            .transpose()?,
+    })
+}
+
+fn check_app_signaling(
+    c: &Checker<'_>,
+    s: &super::file::AppSignalingEntry,
+) -> Result<AppSignalingPlan, ScenarioError> {
+    let message = |key: &'static str,
+                   given: &Option<Vec<String>>,
+                   default: &[&str],
+                   needs: Option<(AppArg, &str)>|
+     -> Result<AppMessage, ScenarioError> {
+        let at = [Seg::Key("app"), Seg::Key("signaling"), Seg::Key(key)];
+        let words: Vec<String> = match given {
+            Some(w) => w.clone(),
+            None => default.iter().map(|w| w.to_string()).collect(),
+        };
+        let Some((event, rest)) = words.split_first() else {
+            return Err(c.err(&at, "needs at least the event name"));
+        };
+        if event.trim().is_empty() || event.starts_with('{') {
+            return Err(c.err(&at, "the first element is the event name"));
+        }
+        let args: Vec<AppArg> = rest
+            .iter()
+            .map(|w| match w.as_str() {
+                "{room}" => AppArg::Room,
+                "{description}" => AppArg::Description,
+                "{candidate}" => AppArg::Candidate,
+                other => AppArg::Literal(other.to_string()),
+            })
+            .collect();
+        if let Some((arg, name)) = needs
+            && args.iter().filter(|a| **a == arg).count() != 1
+        {
+            return Err(c.err(&at, format!("needs exactly one \"{name}\" argument")));
+        }
+        Ok(AppMessage {
+            event: event.clone(),
+            args,
+        })
+    };
+    let path = s.path.clone().unwrap_or_else(|| "/socket.io/".into());
+    if !path.starts_with('/') {
+        return Err(c.err(
+            &[Seg::Key("app"), Seg::Key("signaling"), Seg::Key("path")],
+            "must start with /",
+        ));
+    }
+    let auth = match &s.auth {
+        Some(t) => Some(serde_json::to_value(t).map_err(|e| {
+            c.err(
+                &[Seg::Key("app"), Seg::Key("signaling"), Seg::Key("auth")],
+                e.to_string(),
+            )
+        })?),
+        None => None,
+    };
+    Ok(AppSignalingPlan {
+        protocol: s.protocol,
+        path,
+        join: message("join", &s.join, &["join", "{room}"], None)?,
+        ready: s.ready.clone().unwrap_or_else(|| "ready".into()),
+        offer: message(
+            "offer",
+            &s.offer,
+            &["offer", "{description}", "{room}"],
+            Some((AppArg::Description, "{description}")),
+        )?,
+        answer: message(
+            "answer",
+            &s.answer,
+            &["answer", "{description}", "{room}"],
+            Some((AppArg::Description, "{description}")),
+        )?,
+        candidate: message(
+            "candidate",
+            &s.candidate,
+            &["ice-candidate", "{candidate}", "{room}"],
+            Some((AppArg::Candidate, "{candidate}")),
+        )?,
+        auth,
     })
 }
 
@@ -774,15 +918,27 @@ fn check_peers(c: &Checker<'_>, raw: &[PeerEntry]) -> Result<Vec<PeerPlan>, Scen
     Ok(out)
 }
 
+/// What the scenario's other tables say that steps depend on.
+struct Tables {
+    trickle_default: bool,
+    in_lab: bool,
+    embedded_turn: bool,
+    app_signaling: bool,
+}
+
 fn check_steps(
     c: &Checker<'_>,
     raw: &[toml::Table],
     peers: &[PeerPlan],
     timeout_s: u64,
-    trickle_default: bool,
-    in_lab: bool,
-    embedded_turn: bool,
+    tables: Tables,
 ) -> Result<(Vec<StepPlan>, Vec<ConnectionPlan>), ScenarioError> {
+    let Tables {
+        trickle_default,
+        in_lab,
+        embedded_turn,
+        app_signaling,
+    } = tables;
     let mut connections = Vec::new();
     let mut closed = HashSet::new();
     let mut out = Vec::new();
@@ -841,6 +997,7 @@ fn check_steps(
             trickle_default,
             in_lab,
             embedded_turn,
+            app_signaling,
             connections: &mut connections,
             closed: &mut closed,
         };

@@ -201,6 +201,7 @@ impl Step for Connect {
                 ice_transport_policy: cx.ice().policy,
                 media: c.media.clone(),
                 direction,
+                app_signaling: None,
             };
             cx.bounded(format!("{id}: connect"), cx.peer(id)?.connect(&req))
                 .await?;

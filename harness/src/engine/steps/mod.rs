@@ -16,6 +16,7 @@ mod close;
 mod connect;
 mod drop_signaling;
 mod freeze;
+mod join_app;
 mod kill;
 mod mark;
 mod page;
@@ -58,6 +59,7 @@ pub struct Kind {
 /// Every step kind, in the order the README documents them. Registering a kind is one line.
 pub const KINDS: &[Kind] = &[
     connect::KIND,
+    join_app::KIND,
     send::KIND,
     wait::KIND,
     close::KIND,
@@ -160,6 +162,8 @@ pub struct BuildCx<'a> {
     pub in_lab: bool,
     /// Whether the scenario starts the embedded TURN server (`[ice.embedded_turn]`).
     pub embedded_turn: bool,
+    /// Whether the scenario says how to speak the app's signaling (`[app.signaling]`).
+    pub app_signaling: bool,
     /// Connections made by earlier steps (a connect step adds its own).
     pub connections: &'a mut Vec<ConnectionPlan>,
     /// Peers closed by earlier steps.

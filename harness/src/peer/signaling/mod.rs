@@ -14,10 +14,12 @@
 //! Implementations:
 //! - [`rtc_signaling`]: the `rtc-signaling` protocol over a real WebSocket (the default, chosen
 //!   by [`crate::peer::ConnectRequest::signaling_url`]);
+//! - [`socket_io`]: a web app's own Socket.IO rooms, mapped by the scenario's `[app.signaling]`;
 //! - [`memory`]: rooms over in-process channels, for tests.
 
 pub mod memory;
 pub mod rtc_signaling;
+pub mod socket_io;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -164,10 +166,18 @@ pub trait SignalingSession: Send {
     async fn recv(&mut self) -> Option<SignalingEvent>;
 }
 
-/// The connector a [`crate::peer::ConnectRequest`] asks for: today always `rtc-signaling` at
-/// its `signaling_url`. A scenario's choice of another protocol adds an arm here.
+/// The connector a [`crate::peer::ConnectRequest`] asks for: the app's own protocol when it
+/// carries one (`join_app` steps), else `rtc-signaling` at its `signaling_url`.
 pub fn connector_for(req: &crate::peer::ConnectRequest) -> Box<dyn SignalingConnector> {
-    Box::new(rtc_signaling::RtcSignalingConnector::new(
-        req.signaling_url.clone(),
-    ))
+    match &req.app_signaling {
+        Some(plan) => match plan.protocol {
+            crate::scenario::AppProtocol::SocketIo => Box::new(socket_io::SocketIoConnector::new(
+                &req.signaling_url,
+                plan.clone(),
+            )),
+        },
+        None => Box::new(rtc_signaling::RtcSignalingConnector::new(
+            req.signaling_url.clone(),
+        )),
+    }
 }
