@@ -247,3 +247,73 @@ mod tests {
         assert!(tail(&dir.path().join("none"), 2).starts_with("(cannot read"));
     }
 }
+
+/// `{token}` of a run: an HS256 JWT minted from the scenario's secret and claims (`exp` one hour
+/// from now unless given), or the token the app's login endpoint answers with.
+pub async fn token(
+    plan: &crate::scenario::TokenPlan,
+    expand: impl Fn(&str) -> String,
+) -> Result<String, AppError> {
+    use crate::scenario::TokenPlan;
+    match plan {
+        TokenPlan::Mint { secret, claims } => {
+            let mut claims: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+                &expand(&serde_json::Value::Object(claims.clone()).to_string()),
+            )
+            .map_err(|e| AppError::Other(format!("token claims: {e}")))?;
+            if !claims.contains_key("exp") {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                claims.insert("exp".into(), serde_json::json!(now + 3600));
+            }
+            let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes())
+                .map_err(|e| AppError::Other(format!("token secret: {e}")))?;
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+                &claims,
+                &key,
+            )
+            .map_err(|e| AppError::Other(format!("minting the token: {e}")))
+        }
+        TokenPlan::Login { url, body, field } => {
+            let url = expand(url);
+            let body = expand(&body.to_string());
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Full<Bytes>>();
+            let req = hyper::Request::post(&url)
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(Bytes::from(body)))
+                .map_err(|e| AppError::Other(format!("login request to {url}: {e}")))?;
+            let res = tokio::time::timeout(REQUEST_DEADLINE, client.request(req))
+                .await
+                .map_err(|_| {
+                    AppError::Other(format!(
+                        "login at {url}: no answer within {REQUEST_DEADLINE:?}"
+                    ))
+                })?
+                .map_err(|e| AppError::Other(format!("login at {url}: {}", error_chain(&e))))?;
+            let status = res.status();
+            let bytes = http_body_util::BodyExt::collect(res.into_body())
+                .await
+                .map_err(|e| AppError::Other(format!("login at {url}: {e}")))?
+                .to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                AppError::Other(format!(
+                    "login at {url}: HTTP {status}, not JSON ({e}): {}",
+                    String::from_utf8_lossy(&bytes)
+                ))
+            })?;
+            v[field.as_str()]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    AppError::Other(format!(
+                        "login at {url}: HTTP {status}, no string field {field:?} in {v}"
+                    ))
+                })
+        }
+    }
+}

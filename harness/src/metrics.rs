@@ -98,13 +98,21 @@ fn at_least_zero(from: Option<f64>, to: Option<f64>) -> Option<f64> {
     }
 }
 
-/// Computes the metrics of one peer's side of one connection.
+/// Computes the metrics of one peer's side of one connection whose two ends share its id (a
+/// `connect` step's).
 pub fn peer_metrics(timeline: &Timeline, ep: Endpoint<'_>) -> PeerMetrics {
+    metrics_in(timeline, ep, false)
+}
+
+/// Computes the metrics of one side of a connection whose other end has another name: a page
+/// peer's `pcN`, a `join_app` bot's connection. The other end is found by ICE ufrag
+/// ([`paired_endpoint`]); without one, the connection is this endpoint alone.
+pub fn paired_peer_metrics(timeline: &Timeline, ep: Endpoint<'_>) -> PeerMetrics {
+    metrics_in(timeline, ep, true)
+}
+
+fn metrics_in(timeline: &Timeline, ep: Endpoint<'_>, page: bool) -> PeerMetrics {
     let connection = ep.connection;
-    // Who else is in the connection. A page peer's connection (`pc1`, ...) has another name at
-    // the remote end: that end is found by ICE ufrag ([`paired_endpoint`]), and without one
-    // the connection is this endpoint alone. Otherwise both ends share the connection id.
-    let page = is_page_endpoint(timeline, ep);
     let remote = if page {
         paired_endpoint(timeline, ep)
     } else {
@@ -220,16 +228,6 @@ fn faults(
             && matches!(e.event, EventKind::NetworkChanged { loss_pct, udp } if !cut(loss_pct, udp))
     });
     (Some(fault.t_ms), restore.map(|e| e.t_ms))
-}
-
-/// Whether an endpoint's description calls are on the timeline ([`EventKind::Call`]: page
-/// peers and bots record them), so that its other end can be found by ICE ufrag.
-pub fn is_page_endpoint(timeline: &Timeline, ep: Endpoint<'_>) -> bool {
-    timeline.events().iter().any(|e| {
-        e.peer == ep.peer
-            && e.connection == ep.connection
-            && matches!(e.event, EventKind::Call { .. })
-    })
 }
 
 /// The other end of a page connection: the endpoint of another peer whose applied remote

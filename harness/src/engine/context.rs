@@ -96,16 +96,32 @@ impl RunSetup {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         if let Some(a) = &plan.app {
-            setup.app_signaling = a.signaling.clone().map(|mut s| {
-                if let Some(auth) = s.auth.take() {
-                    let text = serde_json::to_string(&auth).unwrap_or_default();
-                    s.auth = serde_json::from_str(&setup.expand(&text)).ok();
-                }
-                s
-            });
             match crate::app::App::start(a, &engine.log_dir, &label).await {
                 Ok(app) => setup.app = Some(app),
                 Err(e) => return Err(fail(SetupError::App(e), &setup)),
+            }
+            if let Some(mut sig) = a.signaling.clone() {
+                let token = match &sig.token {
+                    Some(t) => match crate::app::token(t, |x| setup.expand(x)).await {
+                        Ok(t) => Some(t),
+                        Err(e) => return Err(fail(SetupError::App(e), &setup)),
+                    },
+                    None => None,
+                };
+                let fill = |x: &str| {
+                    let x = setup.expand(x);
+                    match &token {
+                        Some(t) => x.replace("{token}", t),
+                        None => x,
+                    }
+                };
+                if let Some(auth) = sig.auth.take() {
+                    sig.auth = serde_json::from_str(&fill(&auth.to_string())).ok();
+                }
+                for (_, v) in sig.headers.iter_mut() {
+                    *v = fill(v);
+                }
+                setup.app_signaling = Some(sig);
             }
         }
         if let Some(n) = &plan.network {

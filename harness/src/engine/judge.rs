@@ -61,7 +61,7 @@ pub fn judge(plan: &Plan, seen: &Observed<'_>) -> Judgement {
             let named = exp.connection.clone().unwrap_or_default();
             match seen.timeline.page_connection(&exp.peer, &named) {
                 Ok(Some(c)) => {
-                    m = crate::metrics::peer_metrics(
+                    m = crate::metrics::paired_peer_metrics(
                         seen.timeline,
                         crate::timeline::Endpoint::new(&exp.peer, &c),
                     );

@@ -549,18 +549,23 @@ pub fn page_connections(plan: &Plan, timeline: &Timeline) -> Vec<(String, String
 fn peer_metrics(plan: &Plan, judged: &Timeline) -> BTreeMap<String, PeerMetrics> {
     let mut out = BTreeMap::new();
     for (p, c) in page_connections(plan, judged) {
-        let m = metrics::peer_metrics(judged, Endpoint::new(&p, &c));
+        let m = metrics::paired_peer_metrics(judged, Endpoint::new(&p, &c));
         out.insert(p, m);
     }
     for c in &plan.connections {
+        // A join_app connection has one end in the plan; the other is the app's.
+        let paired = c.offerer.is_empty() || c.answerer.is_empty();
         for p in [&c.offerer, &c.answerer]
             .into_iter()
             .filter(|p| !p.is_empty())
         {
-            out.insert(
-                p.clone(),
-                metrics::peer_metrics(judged, Endpoint::new(p, &c.id)),
-            );
+            let ep = Endpoint::new(p, &c.id);
+            let m = if paired {
+                metrics::paired_peer_metrics(judged, ep)
+            } else {
+                metrics::peer_metrics(judged, ep)
+            };
+            out.insert(p.clone(), m);
         }
     }
     out

@@ -118,10 +118,35 @@ pub struct AppSignalingEntry {
     pub answer: Option<Vec<String>>,
     /// How a trickled candidate travels (default `["ice-candidate", "{candidate}", "{room}"]`).
     pub candidate: Option<Vec<String>>,
-    /// The Socket.IO `auth` payload of the handshake, e.g. `{ token = "..." }` (`{run}` is
-    /// replaced in its strings).
+    /// The Socket.IO `auth` payload of the handshake, e.g. `{ token = "{token}" }` (`{run}`
+    /// and `{token}` are replaced in its strings).
     #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub auth: Option<toml::Table>,
+    /// Extra HTTP headers of the handshake, e.g. `{ Authorization = "Bearer {token}" }`.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Where `{token}` comes from: a JWT the harness mints, or the app's login endpoint.
+    pub token: Option<TokenEntry>,
+}
+
+/// `[app.signaling.token]`: what `{token}` is. Either `secret` (and `claims`): an HS256 JWT
+/// (RFC 7519) minted by the harness for each run; or `login_url`: the app's login endpoint,
+/// POSTed `login_body` as JSON, the token taken from the answer's `field`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// The HS256 secret.
+    pub secret: Option<String>,
+    /// The claims (`{run}` replaced in strings); `exp` is one hour from now unless given.
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub claims: Option<toml::Table>,
+    /// The login URL (`{app}` replaced), e.g. `{app}/login`.
+    pub login_url: Option<String>,
+    /// The JSON body to POST there.
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub login_body: Option<toml::Table>,
+    /// The answer's field holding the token (default `token`).
+    pub field: Option<String>,
 }
 
 /// An app signaling protocol.

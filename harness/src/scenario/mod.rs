@@ -32,7 +32,7 @@ pub use file::{
 pub use plan::{
     AppArg, AppMessage, AppPlan, AppSignalingPlan, BotTimers, CANDIDATE_TYPES, ConnectionPlan,
     DEFAULT_APP_READY_TIMEOUT_MS, EmbeddedTurnPlan, Expectation, IcePlan, NetworkPlan, PeerNetwork,
-    PeerPlan, Plan, StepPlan, is_page_connection_id,
+    PeerPlan, Plan, StepPlan, TokenPlan, is_page_connection_id,
 };
 pub(crate) use plan::{Checker, Seg, checked_loss_pct};
 pub use schema::scenario_schema;

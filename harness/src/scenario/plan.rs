@@ -103,6 +103,32 @@ pub struct AppSignalingPlan {
     pub candidate: AppMessage,
     /// The handshake's `auth` payload.
     pub auth: Option<serde_json::Value>,
+    /// Extra handshake headers.
+    pub headers: Vec<(String, String)>,
+    /// Where `{token}` comes from.
+    pub token: Option<TokenPlan>,
+}
+
+/// What `{token}` is (see [`super::file::TokenEntry`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenPlan {
+    /// An HS256 JWT the harness mints.
+    Mint {
+        /// The secret.
+        secret: String,
+        /// The claims.
+        claims: serde_json::Map<String, serde_json::Value>,
+    },
+    /// The app's login endpoint.
+    Login {
+        /// The URL (`{app}` unreplaced).
+        url: String,
+        /// The JSON body.
+        body: serde_json::Value,
+        /// The answer's field holding the token.
+        field: String,
+    },
 }
 
 /// One message of an app protocol: an event and its arguments.
@@ -663,7 +689,66 @@ fn check_app_signaling(
         })?),
         None => None,
     };
+    let tat = |k| {
+        [
+            Seg::Key("app"),
+            Seg::Key("signaling"),
+            Seg::Key("token"),
+            Seg::Key(k),
+        ]
+    };
+    let token = match &s.token {
+        None => None,
+        Some(t) => Some(match (&t.secret, &t.login_url) {
+            (Some(secret), None) => {
+                if t.login_body.is_some() || t.field.is_some() {
+                    return Err(c.err(
+                        &tat("secret"),
+                        "a minted token takes secret and claims only",
+                    ));
+                }
+                let claims = match &t.claims {
+                    Some(c) => serde_json::to_value(c)
+                        .ok()
+                        .and_then(|v| v.as_object().cloned())
+                        .unwrap_or_default(),
+                    None => serde_json::Map::new(),
+                };
+                TokenPlan::Mint {
+                    secret: secret.clone(),
+                    claims,
+                }
+            }
+            (None, Some(url)) => {
+                if t.claims.is_some() {
+                    return Err(c.err(&tat("claims"), "claims are for a minted token (secret)"));
+                }
+                TokenPlan::Login {
+                    url: url.clone(),
+                    body: t
+                        .login_body
+                        .as_ref()
+                        .and_then(|b| serde_json::to_value(b).ok())
+                        .unwrap_or(serde_json::json!({})),
+                    field: t.field.clone().unwrap_or_else(|| "token".into()),
+                }
+            }
+            _ => {
+                return Err(c.err(
+                    &[Seg::Key("app"), Seg::Key("signaling"), Seg::Key("token")],
+                    "needs exactly one of `secret` (the harness mints an HS256 JWT) and \
+                     `login_url` (the app's login endpoint)",
+                ));
+            }
+        }),
+    };
     Ok(AppSignalingPlan {
+        token,
+        headers: s
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         protocol: s.protocol,
         path,
         join: message("join", &s.join, &["join", "{room}"], None)?,

@@ -75,7 +75,7 @@ impl SignalingConnector for SocketIoConnector {
         });
         let refused_tx = in_tx.clone();
         builder = builder.on(Event::Error, move |payload, _| {
-            let message = text_of(&payload);
+            let message = refusal(&text_of(&payload));
             let _ = handshake_tx.send(Err(message.clone()));
             let _ = refused_tx.send(SignalingEvent::Error(SignalingError::Refused {
                 code: "socket.io error".into(),
@@ -85,6 +85,9 @@ impl SignalingConnector for SocketIoConnector {
         });
         if let Some(auth) = &self.plan.auth {
             builder = builder.auth(auth.clone());
+        }
+        for (k, v) in &self.plan.headers {
+            builder = builder.opening_header(k.as_str(), v.as_str());
         }
         let client = builder
             .connect()
@@ -198,6 +201,15 @@ fn args_of(m: &AppMessage, room: &str, value: Option<Value>) -> Vec<Value> {
         .collect()
 }
 
+/// The server's own words in a refusal: rust_socketio reports a CONNECT_ERROR as `Received an
+/// ConnectError frame: {"message": ...}`; the `message` is what the app said.
+fn refusal(text: &str) -> String {
+    text.find('{')
+        .and_then(|i| serde_json::from_str::<Value>(&text[i..]).ok())
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| text.to_string())
+}
+
 fn text_of(p: &Payload) -> String {
     match p {
         Payload::Text(v) => v
@@ -298,6 +310,17 @@ kind = "bot"
             .unwrap()
             .signaling
             .unwrap()
+    }
+
+    #[test]
+    fn a_refusal_quotes_the_app() {
+        assert_eq!(
+            refusal(
+                r#"Received an ConnectError frame: {"message":"unauthorized: invalid signature"}"#
+            ),
+            "unauthorized: invalid signature"
+        );
+        assert_eq!(refusal("something else"), "something else");
     }
 
     #[test]
