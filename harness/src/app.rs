@@ -231,23 +231,6 @@ pub fn tail(path: &Path, n: usize) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tail_keeps_the_last_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x.log");
-        std::fs::write(&p, "a\nb\nc\n").unwrap();
-        assert_eq!(tail(&p, 2), "b\nc");
-        assert_eq!(tail(&p, 10), "a\nb\nc");
-        std::fs::write(&p, "").unwrap();
-        assert_eq!(tail(&p, 2), "(the log is empty)");
-        assert!(tail(&dir.path().join("none"), 2).starts_with("(cannot read"));
-    }
-}
-
 /// `{token}` of a run: an HS256 JWT minted from the scenario's secret and claims (`exp` one hour
 /// from now unless given), or the token the app's login endpoint answers with.
 pub async fn token(
@@ -315,5 +298,22 @@ pub async fn token(
                     ))
                 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.log");
+        std::fs::write(&p, "a\nb\nc\n").unwrap();
+        assert_eq!(tail(&p, 2), "b\nc");
+        assert_eq!(tail(&p, 10), "a\nb\nc");
+        std::fs::write(&p, "").unwrap();
+        assert_eq!(tail(&p, 2), "(the log is empty)");
+        assert!(tail(&dir.path().join("none"), 2).starts_with("(cannot read"));
     }
 }
