@@ -24,6 +24,19 @@ const NOT_SHAPE_ERRORS: &[(&str, &str)] = &[
         "reference: the named peer is a page peer",
     ),
     (
+        "join-app-without-signaling.toml",
+        "rule between tables: needs [app.signaling]",
+    ),
+    ("join-app-browser.toml", "reference: the named peer's kind"),
+    (
+        "app-signaling-offer-without-description.toml",
+        "rule inside a list: one {description}",
+    ),
+    (
+        "app-token-both.toml",
+        "rule between keys: secret or login_url",
+    ),
+    (
         "page-connection-bad-id.toml",
         "reference: page connection ids are pcN",
     ),

@@ -1061,6 +1061,7 @@ mod tests {
             },
             fresh_browser: false,
             url: None,
+            instrument: false,
         };
         let sink = EventSink::new(Clock::start(), id.into(), events.clone());
         launcher.launch(&plan, sink, None).await.expect("launch")

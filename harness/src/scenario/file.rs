@@ -371,6 +371,9 @@ pub struct PeerEntry {
     /// (for room names). Every `RTCPeerConnection` the page creates is observed, as connections
     /// `pc1`, `pc2`, ... in creation order; the page's own script drives them.
     pub url: Option<String>,
+    /// Browsers without `url`: install the page peers' instrumentation on the harness's own peer
+    /// page too (its observations are dropped), to measure what the wrapper costs.
+    pub instrument: Option<bool>,
     /// Bot only: interval between ICE connectivity checks, ms (webrtc-rs default 200).
     pub ice_check_interval_ms: Option<u64>,
     /// Bot only: wait before nominating a host pair, ms (webrtc-rs default 0).

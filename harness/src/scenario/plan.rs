@@ -254,6 +254,8 @@ pub struct PeerPlan {
     /// Page peers: the app page to load (`{app}` and `{run}` still unreplaced; the run
     /// resolves them). `None`: the harness's own peer page (browsers) or no page (bots).
     pub url: Option<String>,
+    /// Harness-page browsers: the page peers' instrumentation installed too (a measurement).
+    pub instrument: bool,
 }
 
 impl PeerPlan {
@@ -989,6 +991,12 @@ fn check_peers(c: &Checker<'_>, raw: &[PeerEntry]) -> Result<Vec<PeerPlan>, Scen
                 ));
             }
         }
+        if p.instrument.is_some() && (!p.kind.is_browser() || p.url.is_some()) {
+            return Err(c.err(
+                &at("instrument"),
+                "instrument applies to browsers on the harness's own page (page peers always are)",
+            ));
+        }
         if p.ice_check_interval_ms == Some(0) {
             return Err(c.err(&at("ice_check_interval_ms"), "must be at least 1 ms"));
         }
@@ -998,6 +1006,7 @@ fn check_peers(c: &Checker<'_>, raw: &[PeerEntry]) -> Result<Vec<PeerPlan>, Scen
             timers,
             fresh_browser: p.fresh_browser.unwrap_or(false),
             url: p.url.clone(),
+            instrument: p.instrument.unwrap_or(false),
         });
     }
     Ok(out)

@@ -4,8 +4,8 @@
 // page's own realm before any script of the page, in every document and frame. It observes
 // every RTCPeerConnection the page creates and hands each observation to `channel` (a BiDi
 // channel argument: each call becomes a `script.message` event on the harness's WebDriver
-// BiDi socket, so the page's Content-Security-Policy never sees a request). An observation is
-// the JSON text {t, realm, pc, event}: `t` is performance.timeOrigin + performance.now()
+// BiDi socket, so the page's Content-Security-Policy never sees a request). A call carries the
+// JSON text of an array of observations {t, realm, pc, event}: `t` is performance.timeOrigin + performance.now()
 // (Unix-epoch ms on the page's clock), `realm` a random id of this document, `pc` the
 // connection's number in this document, `event` an rtc-harness timeline event.
 //
@@ -30,12 +30,26 @@
   const addListener = EventTarget.prototype.addEventListener;
   const nativeGetStats = P.getStats;
 
-  const post = (pc, event) => {
+  // Observations are stamped when they happen and handed over in batches: one channel call per
+  // BATCH_MS at most (each call crosses to the WebDriver BiDi side; one per event cost the
+  // harness page's setup about 25 ms here). The harness's flush empties the queue at once.
+  const BATCH_MS = 25;
+  let queue = [];
+  let timer = null;
+  const flush = () => {
+    timer = null;
+    if (!queue.length) return;
+    const batch = queue;
+    queue = [];
     try {
-      channel(JSON.stringify({ t: now(), realm, pc, event }));
+      channel(JSON.stringify(batch));
     } catch (_) {
       // Nothing the page could see.
     }
+  };
+  const post = (pc, event) => {
+    queue.push({ t: now(), realm, pc, event });
+    if (timer === null) timer = setTimeout(flush, BATCH_MS);
   };
   const candidateType = (line) => {
     const m = / typ (\S+)/.exec(line || "");
@@ -203,6 +217,11 @@
   };
   const api = {
     realm,
+    flush() {
+      if (timer !== null) clearTimeout(timer);
+      flush();
+      return 0;
+    },
     async stats(id) {
       const out = [];
       (await nativeGetStats.call(get(id))).forEach((s) => {

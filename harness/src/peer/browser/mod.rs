@@ -215,8 +215,9 @@ impl Launcher for BrowserLauncher {
         }
         let started = Instant::now();
         let ns = lab.map(|h| h.ns.clone());
-        // A lab instance lives in the scenario's namespace: never reused.
-        let reuse = self.reuse && ns.is_none();
+        // A lab instance lives in the scenario's namespace, an instrumented one carries a BiDi
+        // socket: neither is reused.
+        let reuse = self.reuse && ns.is_none() && !plan.instrument;
         let reused = if reuse && !plan.fresh_browser {
             self.take_idle()
         } else {
@@ -226,9 +227,26 @@ impl Launcher for BrowserLauncher {
         let mut instance = match reused {
             Some(i) => i,
             None => {
-                Instance::start_in(self.flavor.as_ref(), &self.log_dir, &plan.id, ns.clone())
-                    .await?
+                Instance::start_with(
+                    self.flavor.as_ref(),
+                    &self.log_dir,
+                    &plan.id,
+                    ns.clone(),
+                    plan.instrument,
+                )
+                .await?
             }
+        };
+        let instrumentation = if plan.instrument {
+            match page_peer::instrument_only(&instance).await {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    instance.close().await;
+                    return Err(e);
+                }
+            }
+        } else {
+            None
         };
         let opened = match self.open_page(&instance, plan, &sink, ns.as_deref()).await {
             Ok(o) => o,
@@ -270,6 +288,7 @@ impl Launcher for BrowserLauncher {
             _origin: origin,
             sink,
             frozen: std::sync::atomic::AtomicBool::new(false),
+            _instrumentation: instrumentation,
         }))
     }
 }
@@ -550,6 +569,8 @@ struct BrowserPeer {
     sink: EventSink,
     /// Set by `freeze`: the browser answers nothing any more.
     frozen: std::sync::atomic::AtomicBool,
+    /// `instrument = true`: the BiDi socket whose preload script wraps RTCPeerConnection.
+    _instrumentation: Option<bidi::Bidi>,
 }
 
 #[async_trait]

@@ -205,7 +205,38 @@ async fn navigate(socket: &Bidi, context: &str, url: &str) -> Result<(), PeerErr
     }
 }
 
-/// One observation from the instrumentation: `{t, realm, pc, event}` as JSON text.
+/// Installs the instrumentation on an instance started with a BiDi socket, for a page that is
+/// not a page peer's (a measurement of its cost): observations are received and dropped.
+pub(super) async fn instrument_only(instance: &Instance) -> Result<Bidi, PeerError> {
+    let ws_url = instance
+        .client
+        .capabilities()
+        .and_then(|c| c.get("webSocketUrl"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| PeerError::failed("the WebDriver session has no webSocketUrl"))?;
+    let socket = Bidi::connect(&ws_url, |_, _| {})
+        .await
+        .map_err(PeerError::failed)?;
+    socket
+        .command("session.subscribe", json!({"events": ["script.message"]}))
+        .await
+        .map_err(PeerError::failed)?;
+    socket
+        .command(
+            "script.addPreloadScript",
+            json!({
+                "functionDeclaration": INSTRUMENT_JS,
+                "arguments": [{"type": "channel", "value": {"channel": CHANNEL}}],
+            }),
+        )
+        .await
+        .map_err(PeerError::failed)?;
+    Ok(socket)
+}
+
+/// A batch of observations from the instrumentation: `[{t, realm, pc, event}, ...]` as JSON
+/// text.
 fn on_message(
     params: &Value,
     sink: &EventSink,
@@ -215,10 +246,22 @@ fn on_message(
     let Some(text) = params["data"]["value"].as_str() else {
         return;
     };
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
-        tracing::warn!("unreadable page observation: {text}");
+    let Ok(Value::Array(batch)) = serde_json::from_str::<Value>(text) else {
+        tracing::warn!("unreadable page observations: {text}");
         return;
     };
+    for v in &batch {
+        on_observation(v, params, sink, names, offset);
+    }
+}
+
+fn on_observation(
+    v: &Value,
+    params: &Value,
+    sink: &EventSink,
+    names: &Mutex<Names>,
+    offset: &Mutex<Option<ClockOffset>>,
+) {
     let page_realm = v["realm"].as_str().unwrap_or("");
     let bidi_realm = params["source"]["realm"].as_str().unwrap_or("");
     let Some(pc) = v["pc"].as_u64() else { return };
@@ -475,11 +518,16 @@ impl Peer for PagePeer {
         if self.frozen.load(Ordering::Relaxed) || self.socket.gone() {
             return Ok(());
         }
-        // One round trip on the ordered BiDi socket: observations posted before it are in.
+        // The page hands over what it has queued, then one round trip on the ordered BiDi
+        // socket: observations posted before the answer are in.
         self.socket
             .command(
                 "script.evaluate",
-                json!({"expression": "0", "target": {"context": self.context}, "awaitPromise": false}),
+                json!({
+                    "expression": "window.__rtcHarness ? window.__rtcHarness.flush() : 0",
+                    "target": {"context": self.context},
+                    "awaitPromise": false,
+                }),
             )
             .await
             .map(|_| ())
