@@ -109,7 +109,7 @@ pub struct AppSignalingPlan {
     pub token: Option<TokenPlan>,
 }
 
-/// What `{token}` is (see [`super::file::TokenEntry`]).
+/// What `{token}` is (`[app.signaling.token]` in the scenario file).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TokenPlan {
