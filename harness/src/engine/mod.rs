@@ -381,12 +381,17 @@ async fn run_steps(
 async fn run_step(step: &dyn Step, cx: &mut RunCx<'_>) -> Result<(), StepError> {
     let errors_before = errors(cx.timeline);
     let watch = step.start(cx).await?;
+    let mut next_app_check = Instant::now();
     loop {
         cx.drain();
-        let progress = match (
-            errors_since(cx.timeline, errors_before),
-            cx.setup.app_exited(),
-        ) {
+        // The app's process is looked at every APP_CHECK_EVERY, not on every event.
+        let app_exited = if cx.setup.app.is_some() && Instant::now() >= next_app_check {
+            next_app_check = Instant::now() + APP_CHECK_EVERY;
+            cx.setup.app_exited()
+        } else {
+            None
+        };
+        let progress = match (errors_since(cx.timeline, errors_before), app_exited) {
             (Some(failed), _) => failed,
             (None, Some(app)) => Progress::Failed(app),
             (None, None) => watch.progress(cx.timeline),
@@ -410,8 +415,8 @@ async fn run_step(step: &dyn Step, cx: &mut RunCx<'_>) -> Result<(), StepError> 
         let at = cx.deadline.at;
         let mut wake = next.map_or(at, |n| n.min(at));
         if cx.setup.app.is_some() {
-            // Look at the app process now and then: one that dies fails the step at once.
-            wake = wake.min(Instant::now() + APP_CHECK_EVERY);
+            // Wake for the next look at the app process: one that dies fails the step at once.
+            wake = wake.min(next_app_check);
         }
         match tokio::time::timeout_at(wake, cx.events.recv()).await {
             Ok(Some(ev)) => cx.timeline.push(context::place(ev, cx.origin)),

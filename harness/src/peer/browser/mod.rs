@@ -681,18 +681,7 @@ impl Peer for BrowserPeer {
     async fn kill(&self) -> Result<(), PeerError> {
         // Stop reading first: the control socket's end is expected now, not a crash to report.
         self.control.stop();
-        let instance = self.instance.lock().await.take();
-        self.sink.emit("", EventKind::Killed);
-        match instance {
-            Some(i) => {
-                i.kill();
-                Ok(())
-            }
-            None => Err(PeerError::failed(format!(
-                "{}: no browser to kill",
-                self.id
-            ))),
-        }
+        kill_instance(&self.instance, &self.id, &self.sink).await
     }
 
     async fn kill_driver(&self) -> Result<String, PeerError> {
@@ -712,19 +701,7 @@ impl Peer for BrowserPeer {
     }
 
     async fn freeze(&self) -> Result<(), PeerError> {
-        let instance = self.instance.lock().await;
-        let Some(i) = instance.as_ref() else {
-            return Err(PeerError::failed(format!(
-                "{}: no browser to freeze",
-                self.id
-            )));
-        };
-        i.group
-            .stop()
-            .map_err(|e| PeerError::failed(format!("{}: SIGSTOP: {e}", self.id)))?;
-        self.frozen.store(true, Ordering::Relaxed);
-        self.sink.emit("", EventKind::Frozen);
-        Ok(())
+        freeze_instance(&self.instance, &self.id, &self.sink, &self.frozen).await
     }
 
     async fn shutdown(&self) {
@@ -754,6 +731,42 @@ impl Peer for BrowserPeer {
             }
         }
     }
+}
+
+/// `Peer::kill` of a browser peer: SIGKILL to its instance's process group, a `killed` event.
+async fn kill_instance(
+    slot: &tokio::sync::Mutex<Option<Instance>>,
+    id: &str,
+    sink: &EventSink,
+) -> Result<(), PeerError> {
+    let instance = slot.lock().await.take();
+    sink.emit("", EventKind::Killed);
+    match instance {
+        Some(i) => {
+            i.kill();
+            Ok(())
+        }
+        None => Err(PeerError::failed(format!("{id}: no browser to kill"))),
+    }
+}
+
+/// `Peer::freeze` of a browser peer: SIGSTOP to its instance's process group, a `frozen` event.
+async fn freeze_instance(
+    slot: &tokio::sync::Mutex<Option<Instance>>,
+    id: &str,
+    sink: &EventSink,
+    frozen: &std::sync::atomic::AtomicBool,
+) -> Result<(), PeerError> {
+    let instance = slot.lock().await;
+    let Some(i) = instance.as_ref() else {
+        return Err(PeerError::failed(format!("{id}: no browser to freeze")));
+    };
+    i.group
+        .stop()
+        .map_err(|e| PeerError::failed(format!("{id}: SIGSTOP: {e}")))?;
+    frozen.store(true, Ordering::Relaxed);
+    sink.emit("", EventKind::Frozen);
+    Ok(())
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, String>>>>>;

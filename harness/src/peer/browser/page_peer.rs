@@ -88,21 +88,6 @@ async fn open(
     url: &str,
     sink: EventSink,
 ) -> Result<PagePeer, (Instance, PeerError)> {
-    let Some(ws_url) = instance
-        .client
-        .capabilities()
-        .and_then(|c| c.get("webSocketUrl"))
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-    else {
-        return Err((
-            instance,
-            PeerError::failed(format!(
-                "{kind}: the WebDriver session has no webSocketUrl: the driver does not speak \
-                 WebDriver BiDi (page peers need chromedriver >= 115 or geckodriver >= 0.31)"
-            )),
-        ));
-    };
     let names: Arc<Mutex<Names>> = Arc::default();
     let console: Arc<Mutex<Vec<String>>> = Arc::default();
     let offset: Arc<Mutex<Option<ClockOffset>>> = Arc::default();
@@ -129,26 +114,11 @@ async fn open(
             _ => {}
         }
     };
-    let socket = match Bidi::connect(&ws_url, on_event).await {
+    let socket = match install(&instance, on_event, &["script.message", "log.entryAdded"]).await {
         Ok(b) => b,
-        Err(e) => return Err((instance, PeerError::failed(e))),
+        Err(e) => return Err((instance, e)),
     };
     let setup = async {
-        socket
-            .command(
-                "session.subscribe",
-                json!({"events": ["script.message", "log.entryAdded"]}),
-            )
-            .await?;
-        socket
-            .command(
-                "script.addPreloadScript",
-                json!({
-                    "functionDeclaration": INSTRUMENT_JS,
-                    "arguments": [{"type": "channel", "value": {"channel": CHANNEL}}],
-                }),
-            )
-            .await?;
         let tree = socket.command("browsingContext.getTree", json!({})).await?;
         tree["contexts"][0]["context"]
             .as_str()
@@ -208,20 +178,37 @@ async fn navigate(socket: &Bidi, context: &str, url: &str) -> Result<(), PeerErr
 /// Installs the instrumentation on an instance started with a BiDi socket, for a page that is
 /// not a page peer's (a measurement of its cost): observations are received and dropped.
 pub(super) async fn instrument_only(instance: &Instance) -> Result<Bidi, PeerError> {
+    install(instance, |_, _| {}, &["script.message"]).await
+}
+
+/// Opens the session's WebDriver BiDi socket, subscribes to `events` (handed to `on_event`)
+/// and installs `instrument.js` as a preload script, so that it runs before any script of every
+/// page the session loads from now on.
+async fn install(
+    instance: &Instance,
+    on_event: impl Fn(&str, &Value) + Send + 'static,
+    events: &[&str],
+) -> Result<Bidi, PeerError> {
     let ws_url = instance
         .client
         .capabilities()
         .and_then(|c| c.get("webSocketUrl"))
         .and_then(|v| v.as_str())
         .map(str::to_string)
-        .ok_or_else(|| PeerError::failed("the WebDriver session has no webSocketUrl"))?;
-    let socket = Bidi::connect(&ws_url, |_, _| {})
+        .ok_or_else(|| {
+            PeerError::failed(
+                "the WebDriver session has no webSocketUrl: the driver does not speak WebDriver \
+                 BiDi (page peers need chromedriver >= 115 or geckodriver >= 0.31)",
+            )
+        })?;
+    let socket = Bidi::connect(&ws_url, on_event)
         .await
         .map_err(PeerError::failed)?;
+    let bidi = |e: String| PeerError::failed(format!("WebDriver BiDi: {e}"));
     socket
-        .command("session.subscribe", json!({"events": ["script.message"]}))
+        .command("session.subscribe", json!({ "events": events }))
         .await
-        .map_err(PeerError::failed)?;
+        .map_err(bidi)?;
     socket
         .command(
             "script.addPreloadScript",
@@ -231,7 +218,7 @@ pub(super) async fn instrument_only(instance: &Instance) -> Result<Bidi, PeerErr
             }),
         )
         .await
-        .map_err(PeerError::failed)?;
+        .map_err(bidi)?;
     Ok(socket)
 }
 
@@ -378,6 +365,14 @@ impl PagePeer {
             .map_err(|e| PeerError::failed(format!("{}: {method}: {e}", self.id)))
     }
 
+    /// The first element matching a CSS selector.
+    async fn element(&self, selector: &str) -> Result<fantoccini::elements::Element, PeerError> {
+        self.client
+            .find(fantoccini::Locator::Css(selector))
+            .await
+            .map_err(|e| no_element(selector, e))
+    }
+
     fn not_driven(&self, what: &str) -> PeerError {
         PeerError::failed(format!(
             "{}: {what}: a page peer's connections are the app's (use page steps)",
@@ -461,20 +456,15 @@ impl Peer for PagePeer {
                 Ok(Value::Null)
             }
             PageAction::Click { selector } => {
-                let el = self
-                    .client
-                    .find(fantoccini::Locator::Css(selector))
+                self.element(selector)
+                    .await?
+                    .click()
                     .await
-                    .map_err(|e| no_element(selector, e))?;
-                el.click().await.map_err(failed)?;
+                    .map_err(failed)?;
                 Ok(Value::Null)
             }
             PageAction::Fill { selector, text } => {
-                let el = self
-                    .client
-                    .find(fantoccini::Locator::Css(selector))
-                    .await
-                    .map_err(|e| no_element(selector, e))?;
+                let el = self.element(selector).await?;
                 el.clear().await.map_err(failed)?;
                 el.send_keys(text).await.map_err(failed)?;
                 Ok(Value::Null)
@@ -536,34 +526,11 @@ impl Peer for PagePeer {
 
     async fn kill(&self) -> Result<(), PeerError> {
         self.socket.stop();
-        let instance = self.instance.lock().await.take();
-        self.sink.emit("", EventKind::Killed);
-        match instance {
-            Some(i) => {
-                i.kill();
-                Ok(())
-            }
-            None => Err(PeerError::failed(format!(
-                "{}: no browser to kill",
-                self.id
-            ))),
-        }
+        super::kill_instance(&self.instance, &self.id, &self.sink).await
     }
 
     async fn freeze(&self) -> Result<(), PeerError> {
-        let instance = self.instance.lock().await;
-        let Some(i) = instance.as_ref() else {
-            return Err(PeerError::failed(format!(
-                "{}: no browser to freeze",
-                self.id
-            )));
-        };
-        i.group
-            .stop()
-            .map_err(|e| PeerError::failed(format!("{}: SIGSTOP: {e}", self.id)))?;
-        self.frozen.store(true, Ordering::Relaxed);
-        self.sink.emit("", EventKind::Frozen);
-        Ok(())
+        super::freeze_instance(&self.instance, &self.id, &self.sink, &self.frozen).await
     }
 
     async fn shutdown(&self) {
