@@ -558,7 +558,11 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
 
 fn check_app(c: &Checker<'_>, a: &AppEntry, file: &Path) -> Result<AppPlan, ScenarioError> {
     let at = |k| [Seg::Key("app"), Seg::Key(k)];
-    let here = file.parent().unwrap_or(Path::new("."));
+    // A bare file name ("my.toml") has an empty parent: the current folder.
+    let here = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if a.command.is_none() && a.url.is_none() {
         return Err(c.err(
             &[Seg::Key("app")],

@@ -200,3 +200,11 @@ fn peer_kinds_are_strings_in_files_reports_and_the_schema() {
     let schema = schemars::schema_for!(PeerKind);
     assert_eq!(schema.get("type"), Some(&serde_json::json!("string")));
 }
+
+#[test]
+fn an_app_without_dir_runs_in_the_folder_of_a_bare_scenario_file_name() {
+    // Defect: `rtc-harness run my.toml` made the app's folder "" ("is not a folder").
+    let text = "name = \"x\"\n[app]\ncommand = [\"node\", \"s.js\"]\nenv = { PORT = \"{port}\" }\n[[peers]]\nid = \"p\"\nkind = \"chromium\"\nurl = \"{app}/\"\n";
+    let plan = super::parse(std::path::Path::new("my.toml"), text).unwrap();
+    assert_eq!(plan.app.unwrap().dir, std::path::PathBuf::from("."));
+}
