@@ -29,6 +29,18 @@ const NOT_SHAPE_ERRORS: &[(&str, &str)] = &[
     ),
     ("join-app-browser.toml", "reference: the named peer's kind"),
     (
+        "app-signaling-unknown-placeholder.toml",
+        "rule inside a string: a known placeholder",
+    ),
+    (
+        "join-app-offerer-without-call.toml",
+        "rule between tables: the app's messages name their target",
+    ),
+    (
+        "app-signaling-websocket-auth.toml",
+        "rule between keys: auth is for socket.io",
+    ),
+    (
         "app-signaling-offer-without-description.toml",
         "rule inside a list: one {description}",
     ),

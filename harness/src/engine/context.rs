@@ -115,12 +115,7 @@ impl RunSetup {
                         None => x,
                     }
                 };
-                if let Some(auth) = sig.auth.take() {
-                    sig.auth = serde_json::from_str(&fill(&auth.to_string())).ok();
-                }
-                for (_, v) in sig.headers.iter_mut() {
-                    *v = fill(v);
-                }
+                sig.map_strings(&fill);
                 setup.app_signaling = Some(sig);
             }
         }

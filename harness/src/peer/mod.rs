@@ -116,10 +116,10 @@ pub struct ConnectRequest {
     pub media: Vec<crate::scenario::MediaKind>,
     /// This peer's transceiver direction for that media.
     pub direction: crate::scenario::Direction,
-    /// `join_app` steps: the app's own signaling protocol; `signaling_url` is then the app's
-    /// base URL and `room` the app's room id.
+    /// `join_app` steps: the app's own signaling protocol and who the bot is in it;
+    /// `signaling_url` is then the app's base URL and `room` the app's room id.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub app_signaling: Option<crate::scenario::AppSignalingPlan>,
+    pub app_signaling: Option<signaling::AppJoin>,
 }
 
 /// Ask a peer to send test messages (see [`crate::payload`]).

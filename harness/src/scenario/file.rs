@@ -95,29 +95,55 @@ pub struct AppEntry {
     pub signaling: Option<AppSignalingEntry>,
 }
 
-/// `[app.signaling]`: how a bot speaks the app's signaling protocol. A message is a list: the
-/// event name, then its arguments, where `"{room}"` is the room, `"{description}"` the
-/// `RTCSessionDescriptionInit` (`{type, sdp}`), `"{candidate}"` the `RTCIceCandidateInit`, and
-/// any other string is sent as it is. The defaults are the room protocol of the apps this
-/// project grew from (the example app `socketio-rooms`).
+/// `[app.signaling]`: how a bot speaks the app's signaling protocol, as message templates (see
+/// [`crate::scenario::template`]: a string that is exactly `"{description}"`, `"{candidate}"`,
+/// `"{room}"`, `"{name}"`, `"{peer}"`, ... stands for that part of the call; anything else is
+/// sent as it is and must be equal in what is received).
+///
+/// With `protocol = "socket.io"` a message is a list: the event name, then its arguments. The
+/// defaults are the room protocol of the apps this project grew from (the example app
+/// `socketio-rooms`). With `protocol = "websocket"` a message is one JSON object (a TOML table)
+/// sent as a text frame; the defaults are the classic named-user chat server (the example app
+/// `ws-named`): `{type = "login", name = "{name}"}`, then `{type = "offer", offer =
+/// "{description}", name = "{peer}"}` and so on.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppSignalingEntry {
-    /// The protocol: `socket.io` (Socket.IO v4 over Engine.IO v4).
+    /// The protocol: `socket.io` (Socket.IO v4 over Engine.IO v4) or `websocket` (JSON text
+    /// messages over one WebSocket, RFC 6455).
     pub protocol: AppProtocol,
-    /// Where the Socket.IO server is mounted (default `/socket.io/`).
+    /// Where the server is mounted on the app's base URL, with any query string, e.g.
+    /// `/ws?token={token}` (default `/socket.io/` for Socket.IO, `/` for WebSocket).
     pub path: Option<String>,
-    /// What a bot emits to join a room (default `["join", "{room}"]`).
-    pub join: Option<Vec<String>>,
-    /// The event the server sends once the room is complete; the offerer offers on it
-    /// (default `ready`).
-    pub ready: Option<String>,
-    /// How an offer travels, both ways (default `["offer", "{description}", "{room}"]`).
-    pub offer: Option<Vec<String>>,
-    /// How an answer travels (default `["answer", "{description}", "{room}"]`).
-    pub answer: Option<Vec<String>>,
-    /// How a trickled candidate travels (default `["ice-candidate", "{candidate}", "{room}"]`).
-    pub candidate: Option<Vec<String>>,
+    /// What a bot sends first, to join a room or log in (Socket.IO default `["join",
+    /// "{room}"]`; WebSocket default `{ type = "login", name = "{name}" }`); `false`: nothing.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub join: Option<toml::Value>,
+    /// What the server sends once the bot may offer: the offerer offers on it. Socket.IO: the
+    /// event name (default `ready`) or a list [event, args...]; WebSocket: a template (default,
+    /// when `join` is the default too: `{ type = "login", success = true }`; else none: the
+    /// offerer offers as soon as `join` is sent).
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub ready: Option<toml::Value>,
+    /// How an offer travels, both ways (Socket.IO default `["offer", "{description}",
+    /// "{room}"]`).
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub offer: Option<toml::Value>,
+    /// How an answer travels (Socket.IO default `["answer", "{description}", "{room}"]`).
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub answer: Option<toml::Value>,
+    /// How a trickled candidate travels (Socket.IO default `["ice-candidate", "{candidate}",
+    /// "{room}"]`).
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub candidate: Option<toml::Value>,
+    /// How offers, answers and candidates look when they arrive, where the app's relay
+    /// changes them (e.g. `to = "{peer}"` sent, `from = "{peer}"` received). Default: as sent.
+    pub received: Option<AppReceivedEntry>,
+    /// Messages that mean the app refused the bot (a failed login, an error reply); `{message}`
+    /// marks the app's words. Socket.IO default none; WebSocket default `[{ type = "error",
+    /// message = "{message}" }, { type = "login", success = false }]`.
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
+    pub errors: Option<Vec<toml::Value>>,
     /// The Socket.IO `auth` payload of the handshake, e.g. `{ token = "{token}" }` (`{run}`
     /// and `{token}` are replaced in its strings).
     #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
@@ -127,6 +153,22 @@ pub struct AppSignalingEntry {
     pub headers: std::collections::BTreeMap<String, String>,
     /// Where `{token}` comes from: a JWT the harness mints, or the app's login endpoint.
     pub token: Option<TokenEntry>,
+}
+
+/// `[app.signaling.received]`: the shape of relayed messages as the bot receives them, each
+/// defaulting to the one sent.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppReceivedEntry {
+    /// A relayed offer.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub offer: Option<toml::Value>,
+    /// A relayed answer.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub answer: Option<toml::Value>,
+    /// A relayed candidate.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub candidate: Option<toml::Value>,
 }
 
 /// `[app.signaling.token]`: what `{token}` is. Either `secret` (and `claims`): an HS256 JWT
@@ -155,6 +197,9 @@ pub enum AppProtocol {
     /// Socket.IO v4 (Engine.IO v4), through the `rust_socketio` client.
     #[serde(rename = "socket.io")]
     SocketIo,
+    /// JSON text messages over one WebSocket (RFC 6455), through `tokio-tungstenite`.
+    #[serde(rename = "websocket")]
+    WebSocket,
 }
 
 /// The `[network]` table: the network lab (see [`crate::lab`]).

@@ -24,13 +24,14 @@
 mod file;
 mod plan;
 pub mod schema;
+pub mod template;
 
 pub use file::{
     AppProtocol, ConnectOutcome, Direction, IcePolicy, IceServerEntry, MediaKind, Nat, PeerKind,
     ScenarioFile, TurnTransport, UdpPolicy,
 };
 pub use plan::{
-    AppArg, AppMessage, AppPlan, AppSignalingPlan, BotTimers, CANDIDATE_TYPES, ConnectionPlan,
+    AppMessage, AppPlan, AppReceived, AppSignalingPlan, BotTimers, CANDIDATE_TYPES, ConnectionPlan,
     DEFAULT_APP_READY_TIMEOUT_MS, EmbeddedTurnPlan, Expectation, IcePlan, NetworkPlan, PeerNetwork,
     PeerPlan, Plan, StepPlan, TokenPlan, is_page_connection_id,
 };

@@ -89,24 +89,83 @@ pub struct AppPlan {
 pub struct AppSignalingPlan {
     /// The protocol.
     pub protocol: super::file::AppProtocol,
-    /// Where the server is mounted on the app's base URL, e.g. `/socket.io/`.
+    /// Where the server is mounted on the app's base URL, e.g. `/socket.io/`, with any query.
     pub path: String,
-    /// What joins a room.
-    pub join: AppMessage,
-    /// The event that makes the offerer offer.
-    pub ready: String,
+    /// What the bot sends first (join a room, log in), if anything.
+    pub join: Option<AppMessage>,
+    /// What makes the offerer offer; `None`: the offerer offers once `join` is sent.
+    pub ready: Option<AppMessage>,
     /// How offers travel.
     pub offer: AppMessage,
     /// How answers travel.
     pub answer: AppMessage,
     /// How candidates travel.
     pub candidate: AppMessage,
+    /// How offers, answers and candidates arrive (the same three, where the app's relay
+    /// changes them).
+    pub received: AppReceived,
+    /// Messages that mean the app refused the bot.
+    pub errors: Vec<AppMessage>,
     /// The handshake's `auth` payload.
     pub auth: Option<serde_json::Value>,
     /// Extra handshake headers.
     pub headers: Vec<(String, String)>,
     /// Where `{token}` comes from.
     pub token: Option<TokenPlan>,
+}
+
+impl AppSignalingPlan {
+    /// Whether any template needs to know the other user's name (`{peer}`).
+    pub fn names_peers(&self) -> bool {
+        [&self.offer, &self.answer, &self.candidate]
+            .iter()
+            .any(|m| m.slots().contains(&super::template::Slot::Peer))
+    }
+
+    /// Replaces every string of the templates, the path, the `auth` payload and the headers
+    /// by `f` of it: where `{run}`, `{app}` and `{token}` are filled in before a run.
+    pub fn map_strings(&mut self, f: &dyn Fn(&str) -> String) {
+        fn go(v: &mut serde_json::Value, f: &dyn Fn(&str) -> String) {
+            match v {
+                serde_json::Value::String(s) => *s = f(s),
+                serde_json::Value::Array(a) => a.iter_mut().for_each(|x| go(x, f)),
+                serde_json::Value::Object(o) => o.values_mut().for_each(|x| go(x, f)),
+                _ => {}
+            }
+        }
+        self.path = f(&self.path);
+        let messages = self
+            .join
+            .iter_mut()
+            .chain(self.ready.iter_mut())
+            .chain([&mut self.offer, &mut self.answer, &mut self.candidate])
+            .chain([
+                &mut self.received.offer,
+                &mut self.received.answer,
+                &mut self.received.candidate,
+            ])
+            .chain(self.errors.iter_mut());
+        for m in messages {
+            m.args.iter_mut().for_each(|a| go(a, f));
+        }
+        if let Some(a) = self.auth.as_mut() {
+            go(a, f);
+        }
+        for (_, v) in self.headers.iter_mut() {
+            *v = f(v);
+        }
+    }
+}
+
+/// The shapes of relayed messages as a bot receives them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AppReceived {
+    /// A relayed offer.
+    pub offer: AppMessage,
+    /// A relayed answer.
+    pub answer: AppMessage,
+    /// A relayed candidate.
+    pub candidate: AppMessage,
 }
 
 /// What `{token}` is (`[app.signaling.token]` in the scenario file).
@@ -131,33 +190,21 @@ pub enum TokenPlan {
     },
 }
 
-/// One message of an app protocol: an event and its arguments.
+/// One message of an app protocol: for Socket.IO an event and its arguments, for WebSocket
+/// one JSON template (`event` is `None`, `args` holds it). Templates as in
+/// [`super::template`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AppMessage {
-    /// The event name.
-    pub event: String,
-    /// Its arguments, in order.
-    pub args: Vec<AppArg>,
-}
-
-/// One argument of an [`AppMessage`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AppArg {
-    /// The room id.
-    Room,
-    /// The `RTCSessionDescriptionInit`.
-    Description,
-    /// The `RTCIceCandidateInit`.
-    Candidate,
-    /// A string sent as it is.
-    Literal(String),
+    /// The Socket.IO event name.
+    pub event: Option<String>,
+    /// The templates, in order.
+    pub args: Vec<serde_json::Value>,
 }
 
 impl AppMessage {
-    /// Where `arg` is among the arguments.
-    pub fn position(&self, arg: &AppArg) -> Option<usize> {
-        self.args.iter().position(|a| a == arg)
+    /// Every placeholder of the message's templates.
+    pub fn slots(&self) -> Vec<super::template::Slot> {
+        self.args.iter().flat_map(super::template::slots).collect()
     }
 }
 
@@ -532,6 +579,10 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
             in_lab: network.is_some(),
             embedded_turn: ice.embedded_turn.is_some(),
             app_signaling: app.as_ref().is_some_and(|a| a.signaling.is_some()),
+            app_names_peers: app
+                .as_ref()
+                .and_then(|a| a.signaling.as_ref())
+                .is_some_and(AppSignalingPlan::names_peers),
         },
     )?;
     let expectations = check_expectations(&c, &raw.expect, &peers, &connections)?;
@@ -644,42 +695,236 @@ fn check_app_signaling(
     c: &Checker<'_>,
     s: &super::file::AppSignalingEntry,
 ) -> Result<AppSignalingPlan, ScenarioError> {
-    let message = |key: &'static str,
-                   given: &Option<Vec<String>>,
-                   default: &[&str],
-                   needs: Option<(AppArg, &str)>|
-     -> Result<AppMessage, ScenarioError> {
-        let at = [Seg::Key("app"), Seg::Key("signaling"), Seg::Key(key)];
-        let words: Vec<String> = match given {
-            Some(w) => w.clone(),
-            None => default.iter().map(|w| w.to_string()).collect(),
-        };
-        let Some((event, rest)) = words.split_first() else {
-            return Err(c.err(&at, "needs at least the event name"));
-        };
-        if event.trim().is_empty() || event.starts_with('{') {
-            return Err(c.err(&at, "the first element is the event name"));
-        }
-        let args: Vec<AppArg> = rest
-            .iter()
-            .map(|w| match w.as_str() {
-                "{room}" => AppArg::Room,
-                "{description}" => AppArg::Description,
-                "{candidate}" => AppArg::Candidate,
-                other => AppArg::Literal(other.to_string()),
-            })
-            .collect();
-        if let Some((arg, name)) = needs
-            && args.iter().filter(|a| **a == arg).count() != 1
-        {
-            return Err(c.err(&at, format!("needs exactly one \"{name}\" argument")));
-        }
-        Ok(AppMessage {
-            event: event.clone(),
-            args,
-        })
+    use super::file::AppProtocol;
+    use super::template::{self as tpl, Slot};
+    let socket_io = s.protocol == AppProtocol::SocketIo;
+    let key_at = |key: &'static str, i: Option<usize>| {
+        let mut at = vec![Seg::Key("app"), Seg::Key("signaling"), Seg::Key(key)];
+        at.extend(i.map(Seg::Index));
+        at
     };
-    let path = s.path.clone().unwrap_or_else(|| "/socket.io/".into());
+    // A given message, as JSON; `None` when the key is absent.
+    let json_of = |v: &toml::Value| serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+    let message_at =
+        |at: Vec<Seg<'static>>, given: &toml::Value| -> Result<AppMessage, ScenarioError> {
+            let v = json_of(given);
+            let m = if socket_io {
+                let Some(words) = v.as_array() else {
+                    return Err(c.err(
+                        &at,
+                        "a Socket.IO message is a list: the event name, then its arguments",
+                    ));
+                };
+                let Some((serde_json::Value::String(event), rest)) = words.split_first() else {
+                    return Err(c.err(&at, "the first element is the event name, a string"));
+                };
+                if event.trim().is_empty() || event.starts_with('{') {
+                    return Err(c.err(&at, "the first element is the event name"));
+                }
+                AppMessage {
+                    event: Some(event.clone()),
+                    args: rest.to_vec(),
+                }
+            } else {
+                if !(v.is_object() || v.is_array()) {
+                    return Err(c.err(
+                        &at,
+                        "a WebSocket message template is a table (a JSON object) or a list",
+                    ));
+                }
+                AppMessage {
+                    event: None,
+                    args: vec![v],
+                }
+            };
+            for a in &m.args {
+                if let Some(bad) = tpl::unknown_placeholders(a).first() {
+                    return Err(c.err(
+                        &at,
+                        format!(
+                            "unknown placeholder {bad:?} (placeholders: {{description}}, \
+                         {{description.type}}, {{description.sdp}}, {{candidate}}, \
+                         {{candidate.candidate}}, {{candidate.sdpMid}}, \
+                         {{candidate.sdpMLineIndex}}, {{candidate.usernameFragment}}, {{room}}, \
+                         {{name}}, {{peer}}, {{message}}; replaced before the run: {{run}}, \
+                         {{app}}, {{token}})"
+                        ),
+                    ));
+                }
+            }
+            Ok(m)
+        };
+    let message = |key: &'static str, i: Option<usize>, given: &toml::Value| {
+        message_at(key_at(key, i), given)
+    };
+    let described_at =
+        |at: Vec<Seg<'static>>, m: AppMessage| -> Result<AppMessage, ScenarioError> {
+            let slots = m.slots();
+            let sdp = slots
+                .iter()
+                .filter(|x| matches!(x, Slot::Description | Slot::DescriptionSdp))
+                .count();
+            if sdp != 1 {
+                return Err(c.err(
+                    &at,
+                    "needs exactly one \"{description}\" (the RTCSessionDescriptionInit) or \
+                 \"{description.sdp}\" (its SDP text)",
+                ));
+            }
+            Ok(m)
+        };
+    let defaults = |sio: &str, ws: &str| -> toml::Value {
+        let text = if socket_io { sio } else { ws };
+        toml::from_str::<toml::Table>(&format!("v = {text}"))
+            .map(|mut t| t.remove("v").unwrap_or(toml::Value::Boolean(false)))
+            .unwrap_or(toml::Value::Boolean(false))
+    };
+    let or = |given: &Option<toml::Value>, sio: &str, ws: &str| {
+        given.clone().unwrap_or_else(|| defaults(sio, ws))
+    };
+    // `join = false`: the bot sends nothing before negotiating (the app knows it by its URL).
+    let join = match &s.join {
+        Some(toml::Value::Boolean(false)) => None,
+        given => Some(message(
+            "join",
+            None,
+            &or(
+                given,
+                r#"["join", "{room}"]"#,
+                r#"{ type = "login", name = "{name}" }"#,
+            ),
+        )?),
+    };
+    // Socket.IO's `ready` may be just the event name. The WebSocket default waits for the login
+    // reply only when the login is the default one too.
+    let ready = match (&s.ready, socket_io) {
+        (Some(toml::Value::String(event)), true) => Some(message(
+            "ready",
+            None,
+            &toml::Value::Array(vec![toml::Value::String(event.clone())]),
+        )?),
+        (Some(v), _) => Some(message("ready", None, v)?),
+        (None, true) => Some(message("ready", None, &defaults(r#"["ready"]"#, ""))?),
+        (None, false) if s.join.is_none() => Some(message(
+            "ready",
+            None,
+            &defaults("", r#"{ type = "login", success = true }"#),
+        )?),
+        (None, false) => None,
+    };
+    let described = |key: &'static str, m: AppMessage| described_at(key_at(key, None), m);
+    let offer = described(
+        "offer",
+        message(
+            "offer",
+            None,
+            &or(
+                &s.offer,
+                r#"["offer", "{description}", "{room}"]"#,
+                r#"{ type = "offer", offer = "{description}", name = "{peer}" }"#,
+            ),
+        )?,
+    )?;
+    let answer = described(
+        "answer",
+        message(
+            "answer",
+            None,
+            &or(
+                &s.answer,
+                r#"["answer", "{description}", "{room}"]"#,
+                r#"{ type = "answer", answer = "{description}", name = "{peer}" }"#,
+            ),
+        )?,
+    )?;
+    let candidate = message(
+        "candidate",
+        None,
+        &or(
+            &s.candidate,
+            r#"["ice-candidate", "{candidate}", "{room}"]"#,
+            r#"{ type = "candidate", candidate = "{candidate}", name = "{peer}" }"#,
+        ),
+    )?;
+    let candidated = |at: Vec<Seg<'static>>, m: AppMessage| -> Result<AppMessage, ScenarioError> {
+        let whole = m
+            .slots()
+            .iter()
+            .filter(|x| matches!(x, Slot::Candidate | Slot::CandidateMember("candidate")))
+            .count();
+        if whole != 1 {
+            return Err(c.err(
+                &at,
+                "needs exactly one \"{candidate}\" (the RTCIceCandidateInit) or \
+                 \"{candidate.candidate}\" (its candidate-attribute)",
+            ));
+        }
+        Ok(m)
+    };
+    let candidate = candidated(key_at("candidate", None), candidate)?;
+    let received = {
+        let r = s.received.as_ref();
+        let at = |k: &'static str| {
+            vec![
+                Seg::Key("app"),
+                Seg::Key("signaling"),
+                Seg::Key("received"),
+                Seg::Key(k),
+            ]
+        };
+        let one = |k: &'static str,
+                   given: Option<&toml::Value>,
+                   sent: &AppMessage|
+         -> Result<AppMessage, ScenarioError> {
+            match given {
+                None => Ok(sent.clone()),
+                Some(v) => message_at(at(k), v),
+            }
+        };
+        let offer_in = one("offer", r.and_then(|r| r.offer.as_ref()), &offer)?;
+        let answer_in = one("answer", r.and_then(|r| r.answer.as_ref()), &answer)?;
+        let candidate_in = one(
+            "candidate",
+            r.and_then(|r| r.candidate.as_ref()),
+            &candidate,
+        )?;
+        AppReceived {
+            offer: described_at(at("offer"), offer_in)?,
+            answer: described_at(at("answer"), answer_in)?,
+            candidate: candidated(at("candidate"), candidate_in)?,
+        }
+    };
+    let errors = match &s.errors {
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, v)| message("errors", Some(i), v))
+            .collect::<Result<Vec<_>, _>>()?,
+        None if socket_io => Vec::new(),
+        None => vec![
+            message(
+                "errors",
+                None,
+                &defaults("", r#"{ type = "error", message = "{message}" }"#),
+            )?,
+            message(
+                "errors",
+                None,
+                &defaults("", r#"{ type = "login", success = false }"#),
+            )?,
+        ],
+    };
+    if !socket_io && s.auth.is_some() {
+        return Err(c.err(
+            &key_at("auth", None),
+            "auth is the Socket.IO handshake payload; a WebSocket app takes a token in `path` \
+             (e.g. \"/ws?token={token}\"), `headers` or the `join` message",
+        ));
+    }
+    let path = s
+        .path
+        .clone()
+        .unwrap_or_else(|| if socket_io { "/socket.io/" } else { "/" }.into());
     if !path.starts_with('/') {
         return Err(c.err(
             &[Seg::Key("app"), Seg::Key("signaling"), Seg::Key("path")],
@@ -757,26 +1002,13 @@ fn check_app_signaling(
             .collect(),
         protocol: s.protocol,
         path,
-        join: message("join", &s.join, &["join", "{room}"], None)?,
-        ready: s.ready.clone().unwrap_or_else(|| "ready".into()),
-        offer: message(
-            "offer",
-            &s.offer,
-            &["offer", "{description}", "{room}"],
-            Some((AppArg::Description, "{description}")),
-        )?,
-        answer: message(
-            "answer",
-            &s.answer,
-            &["answer", "{description}", "{room}"],
-            Some((AppArg::Description, "{description}")),
-        )?,
-        candidate: message(
-            "candidate",
-            &s.candidate,
-            &["ice-candidate", "{candidate}", "{room}"],
-            Some((AppArg::Candidate, "{candidate}")),
-        )?,
+        join,
+        ready,
+        offer,
+        answer,
+        candidate,
+        received,
+        errors,
         auth,
     })
 }
@@ -1022,6 +1254,7 @@ struct Tables {
     in_lab: bool,
     embedded_turn: bool,
     app_signaling: bool,
+    app_names_peers: bool,
 }
 
 fn check_steps(
@@ -1036,6 +1269,7 @@ fn check_steps(
         in_lab,
         embedded_turn,
         app_signaling,
+        app_names_peers,
     } = tables;
     let mut connections = Vec::new();
     let mut closed = HashSet::new();
@@ -1096,6 +1330,7 @@ fn check_steps(
             in_lab,
             embedded_turn,
             app_signaling,
+            app_names_peers,
             connections: &mut connections,
             closed: &mut closed,
         };

@@ -1,18 +1,21 @@
 //! `join_app`: a bot joins the app's own signaling (`[app.signaling]`) as one of the app's
 //! pages would, and takes part in the call the app sets up; done once the bot's
-//! connectionState is `connected`.
+//! connectionState is `connected`, or with `until = "joined"` once the app took the bot in (its
+//! `ready` reply to a WebSocket login; a sent Socket.IO join), so that a later step can make
+//! the app's page call it.
 //!
 //! The bot's side is a connection of its own (default id `app`); the other side is whatever
 //! the app pairs it with (typically a page peer's `pc1`), found again on the timeline by ICE
-//! ufrag for the setup metrics. As `offerer` the bot offers when the app's `ready` event comes;
-//! as `answerer` it answers the offer the app relays.
+//! ufrag for the setup metrics. As `offerer` the bot offers when the app's `ready` message comes
+//! (to the user named by `call`, for apps whose messages name their target); as `answerer` it
+//! answers the offer the app relays, to whoever sent it.
 
 use super::{BuildCx, Kind, Progress, Step, Watch};
 use crate::engine::context::RunCx;
 use crate::engine::error::StepError;
 use crate::peer::{ConnectRequest, Role};
 use crate::scenario::{ConnectionPlan, Direction, MediaKind, ScenarioError};
-use crate::timeline::{Endpoint, StateMachine, Timeline};
+use crate::timeline::{Endpoint, EventKind, StateMachine, Timeline};
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -31,8 +34,15 @@ pub(super) const KIND: Kind = Kind {
 struct Entry {
     /// The bot.
     peer: String,
-    /// The app's room id (`{run}` is replaced: a token unique to the run).
-    room: String,
+    /// The app's room id (`{room}` in the templates; `{run}` is replaced: a token unique to the
+    /// run). Default: empty, for apps without rooms.
+    room: Option<String>,
+    /// The bot's own name in the app (`{name}`: the login name; `{run}` replaced). Default: the
+    /// peer id.
+    name: Option<String>,
+    /// The user the bot calls (`{peer}`), for apps whose messages name their target
+    /// (`{run}` replaced; offerer only).
+    call: Option<String>,
     /// `offerer`: offer when the app says the room is ready; `answerer`: answer its offer.
     role: Role,
     /// The bot's connection id (default `app`).
@@ -43,6 +53,19 @@ struct Entry {
     data_channel: Option<String>,
     /// Trickle candidates (default true).
     trickle: Option<bool>,
+    /// When the step is done: `connected` (default: the bot's connectionState is `connected`)
+    /// or `joined` (the app took the bot in; the call is checked by later steps).
+    until: Option<Until>,
+}
+
+/// When a join_app step is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Until {
+    /// The bot's connectionState is `connected`.
+    Connected,
+    /// The app took the bot in (the timeline's `signaling-joined`).
+    Joined,
 }
 
 /// A checked join_app step.
@@ -52,6 +75,10 @@ pub struct JoinApp {
     pub peer: String,
     /// The room, `{run}` unreplaced.
     pub room: String,
+    /// The bot's name in the app, `{run}` unreplaced.
+    pub name: String,
+    /// The user it calls, `{run}` unreplaced.
+    pub call: Option<String>,
     /// Its role.
     pub role: Role,
     /// Its connection id.
@@ -62,6 +89,8 @@ pub struct JoinApp {
     pub data_channel: Option<String>,
     /// Trickle.
     pub trickle: bool,
+    /// When the step is done.
+    pub until: Until,
 }
 
 fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, ScenarioError> {
@@ -84,8 +113,30 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
         ));
     }
     cx.live("peer", &e.peer)?;
-    if e.room.trim().is_empty() {
-        return Err(cx.err("room", "must not be empty"));
+    if e.room.as_deref().is_some_and(|r| r.trim().is_empty()) {
+        return Err(cx.err(
+            "room",
+            "must not be empty (leave it out for an app without rooms)",
+        ));
+    }
+    if e.name.as_deref().is_some_and(|r| r.trim().is_empty()) {
+        return Err(cx.err("name", "must not be empty"));
+    }
+    match (&e.call, e.role) {
+        (Some(_), Role::Answerer) => {
+            return Err(cx.err(
+                "call",
+                "an answerer answers whoever calls it: `call` is for the offerer",
+            ));
+        }
+        (None, Role::Offerer) if cx.app_names_peers => {
+            return Err(cx.err(
+                "",
+                "the app's messages name their target (\"{peer}\" in [app.signaling]): give \
+                 `call`, the name of the user the bot calls",
+            ));
+        }
+        _ => {}
     }
     if e.data_channel.is_some() && e.role == Role::Answerer {
         return Err(cx.err(
@@ -121,13 +172,16 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
         expect_connected: true,
     });
     Ok(Arc::new(JoinApp {
+        name: e.name.unwrap_or_else(|| e.peer.clone()),
+        call: e.call,
         peer: e.peer,
-        room: e.room,
+        room: e.room.unwrap_or_default(),
         role: e.role,
         connection: id,
         media,
         data_channel: e.data_channel,
         trickle: e.trickle.unwrap_or(true),
+        until: e.until.unwrap_or(Until::Connected),
     }))
 }
 
@@ -135,9 +189,13 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
 impl Step for JoinApp {
     fn describe(&self) -> String {
         format!(
-            "join_app {} room {} as {}",
+            "join_app {} {} as {}",
             self.peer,
-            self.room,
+            match &self.call {
+                Some(c) => format!("calling {c}"),
+                None if self.room.is_empty() => format!("named {}", self.name),
+                None => format!("room {}", self.room),
+            },
             match self.role {
                 Role::Offerer => "offerer",
                 Role::Answerer => "answerer",
@@ -171,7 +229,11 @@ impl Step for JoinApp {
             ice_transport_policy: cx.ice().policy,
             media: self.media.clone(),
             direction: Direction::Sendrecv,
-            app_signaling: Some(signaling),
+            app_signaling: Some(crate::peer::signaling::AppJoin {
+                plan: signaling,
+                name: cx.setup.expand(&self.name),
+                peer: self.call.as_deref().map(|c| cx.setup.expand(c)),
+            }),
         };
         cx.bounded(
             format!("{}: join_app", self.peer),
@@ -189,6 +251,13 @@ impl Step for JoinApp {
 impl Watch for JoinApp {
     fn progress(&self, timeline: &Timeline) -> Progress {
         let ep = Endpoint::new(&self.peer, &self.connection);
+        if self.until == Until::Joined
+            && timeline
+                .of(ep)
+                .any(|e| matches!(e.event, EventKind::SignalingJoined { .. }))
+        {
+            return Progress::Done;
+        }
         match timeline.current_state(ep, StateMachine::Connection) {
             Some("connected") => Progress::Done,
             Some(s @ ("failed" | "closed")) => Progress::Failed(format!(
@@ -204,9 +273,15 @@ impl Watch for JoinApp {
         let now = timeline
             .current_state(ep, StateMachine::Connection)
             .unwrap_or("no RTCPeerConnection yet");
-        format!(
-            "peer {} ({}) to be connected through the app's signaling (connectionState now: {now})",
-            self.peer, self.connection
-        )
+        match self.until {
+            Until::Connected => format!(
+                "peer {} ({}) to be connected through the app's signaling (connectionState now: {now})",
+                self.peer, self.connection
+            ),
+            Until::Joined => format!(
+                "the app to take peer {} in (its `ready` message; connectionState now: {now})",
+                self.peer
+            ),
+        }
     }
 }

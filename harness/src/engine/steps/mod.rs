@@ -164,6 +164,8 @@ pub struct BuildCx<'a> {
     pub embedded_turn: bool,
     /// Whether the scenario says how to speak the app's signaling (`[app.signaling]`).
     pub app_signaling: bool,
+    /// Whether the app's offers, answers or candidates name their target user (`{peer}`).
+    pub app_names_peers: bool,
     /// Connections made by earlier steps (a connect step adds its own).
     pub connections: &'a mut Vec<ConnectionPlan>,
     /// Peers closed by earlier steps.

@@ -89,8 +89,20 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
             e.from, e.channel, e.channel
         ),
     )?;
+    let to = c.other(&e.from).unwrap_or_default().to_string();
+    if to.is_empty() {
+        // A join_app connection: the other side is whatever the app paired the bot with.
+        return Err(cx.err(
+            "channel",
+            format!(
+                "connection {:?} goes through the app to one of its pages, whose messages the \
+                 harness does not count; check what the page shows with a wait_for step",
+                c.id
+            ),
+        ));
+    }
     Ok(Arc::new(SendMessages {
-        to: c.other(&e.from).unwrap_or_default().to_string(),
+        to,
         from: e.from,
         connection: c.id,
         channel: e.channel,

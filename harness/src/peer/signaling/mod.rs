@@ -15,11 +15,15 @@
 //! - [`rtc_signaling`]: the `rtc-signaling` protocol over a real WebSocket (the default, chosen
 //!   by [`crate::peer::ConnectRequest::signaling_url`]);
 //! - [`socket_io`]: a web app's own Socket.IO rooms, mapped by the scenario's `[app.signaling]`;
+//! - [`websocket`]: a web app's own JSON messages over a WebSocket (named users, targeted
+//!   messages), mapped the same way;
 //! - [`memory`]: rooms over in-process channels, for tests.
 
+pub mod app;
 pub mod memory;
 pub mod rtc_signaling;
 pub mod socket_io;
+pub mod websocket;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -135,6 +139,9 @@ pub enum SignalingError {
         /// Its human-readable detail.
         message: String,
     },
+    /// The app's protocol, as the scenario maps it, cannot carry a message.
+    #[error("app signaling: {0}")]
+    Protocol(String),
     /// A message arrived that the protocol cannot read.
     #[error("unreadable signaling message {text:?}: {reason}")]
     Unreadable {
@@ -166,15 +173,29 @@ pub trait SignalingSession: Send {
     async fn recv(&mut self) -> Option<SignalingEvent>;
 }
 
+/// A bot in an app's own signaling: the protocol, as the scenario maps it, and who the bot is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppJoin {
+    /// The protocol and its message templates, `{run}`, `{app}` and `{token}` filled in.
+    pub plan: crate::scenario::AppSignalingPlan,
+    /// The bot's own name in the app (`{name}`).
+    pub name: String,
+    /// The user the bot calls (`{peer}`); an answerer learns it from the offer.
+    pub peer: Option<String>,
+}
+
 /// The connector a [`crate::peer::ConnectRequest`] asks for: the app's own protocol when it
 /// carries one (`join_app` steps), else `rtc-signaling` at its `signaling_url`.
 pub fn connector_for(req: &crate::peer::ConnectRequest) -> Box<dyn SignalingConnector> {
     match &req.app_signaling {
-        Some(plan) => match plan.protocol {
+        Some(join) => match join.plan.protocol {
             crate::scenario::AppProtocol::SocketIo => Box::new(socket_io::SocketIoConnector::new(
                 &req.signaling_url,
-                plan.clone(),
+                join.clone(),
             )),
+            crate::scenario::AppProtocol::WebSocket => Box::new(
+                websocket::WebSocketConnector::new(&req.signaling_url, join.clone()),
+            ),
         },
         None => Box::new(rtc_signaling::RtcSignalingConnector::new(
             req.signaling_url.clone(),
