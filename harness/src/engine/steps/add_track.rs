@@ -60,8 +60,19 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
             "add_track needs a connection set up with `media` (its codecs are negotiated then)",
         ));
     }
+    let other = c.other(&e.peer).unwrap_or_default().to_string();
+    if other.is_empty() {
+        return Err(cx.err(
+            "peer",
+            format!(
+                "connection {:?} goes through the app to one of its pages, whose new tracks the \
+                 harness does not count (use restart_ice to renegotiate it)",
+                c.id
+            ),
+        ));
+    }
     Ok(Arc::new(AddTrack {
-        other: c.other(&e.peer).unwrap_or_default().to_string(),
+        other,
         peer: e.peer,
         connection: c.id,
         kind: e.kind,

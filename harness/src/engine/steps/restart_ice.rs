@@ -68,14 +68,22 @@ pub(super) fn answers_applied(timeline: &Timeline, connection: &str) -> usize {
 #[async_trait]
 impl Step for RestartIce {
     fn describe(&self) -> String {
-        format!("restart_ice {} -> {}", self.peer, self.other)
+        let other = if self.other.is_empty() {
+            "the app's side"
+        } else {
+            &self.other
+        };
+        format!("restart_ice {} -> {other}", self.peer)
     }
 
     fn endpoints(&self) -> Vec<Endpoint<'_>> {
-        vec![
-            Endpoint::new(&self.peer, &self.connection),
-            Endpoint::new(&self.other, &self.connection),
-        ]
+        // A join_app connection has no harness peer on the other side (it is the app's page):
+        // then the bot's own end is what is watched.
+        let mut eps = vec![Endpoint::new(&self.peer, &self.connection)];
+        if !self.other.is_empty() {
+            eps.push(Endpoint::new(&self.other, &self.connection));
+        }
+        eps
     }
 
     async fn start(&self, cx: &mut RunCx<'_>) -> Result<Box<dyn Watch>, StepError> {
@@ -116,6 +124,11 @@ impl Watch for Restarted {
 
     fn waiting_for(&self, _: &Timeline) -> String {
         let (p, o) = (&self.step.peer, &self.step.other);
+        if o.is_empty() {
+            return format!(
+                "the restart's answer to be applied at {p} and {p} to be connected again"
+            );
+        }
         format!(
             "the restart's answer to be applied at {p} and both {p} and {o} to be connected again"
         )
