@@ -79,76 +79,55 @@ pub struct App {
     base: String,
     log: Option<PathBuf>,
     process: std::sync::Mutex<Option<ProcessGroup>>,
+    /// What started it and on which port, to start it again (`restart_app`).
+    started: Option<(AppPlan, u16)>,
 }
 
 impl App {
     /// Starts the app (or, without `command`, only notes its URL) and waits until it is ready.
     pub async fn start(plan: &AppPlan, log_dir: &Path, label: &str) -> Result<App, AppError> {
-        let Some(command) = &plan.command else {
+        if plan.command.is_none() {
             return Ok(App {
                 base: plan.url.clone(),
                 log: None,
                 process: std::sync::Mutex::new(None),
+                started: None,
             });
-        };
+        }
         let port = free_port().map_err(|e| AppError::Other(format!("a free port: {e}")))?;
-        let fill = |s: &str| s.replace("{port}", &port.to_string());
         std::fs::create_dir_all(log_dir)
             .map_err(|e| AppError::Other(format!("log dir {}: {e}", log_dir.display())))?;
         let log = log_dir.join(format!("app-{label}-{port}.log"));
-        let mut cmd = std::process::Command::new(fill(&command[0]));
-        cmd.args(command[1..].iter().map(|a| fill(a)))
-            .current_dir(&plan.dir);
-        for (k, v) in &plan.env {
-            cmd.env(k, fill(v));
-        }
-        let program = command[0].clone();
-        let mut process =
-            ProcessGroup::spawn(cmd, &program, &log).map_err(|source| AppError::Spawn {
-                program: program.clone(),
-                dir: plan.dir.display().to_string(),
-                source,
-            })?;
-        let ready = fill(&plan.ready);
-        let deadline = Instant::now() + plan.ready_timeout;
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Empty<Bytes>>();
-        let uri: hyper::Uri = ready
-            .parse()
-            .map_err(|e| AppError::Other(format!("ready URL {ready:?}: {e}")))?;
-        let mut last;
-        loop {
-            if let Some(status) = process.try_exit_status() {
-                return Err(AppError::Exited {
-                    program,
-                    status: status.to_string(),
-                    ready,
-                    log: log.display().to_string(),
-                    tail: tail(&log, LOG_TAIL_LINES),
-                });
-            }
-            match tokio::time::timeout(REQUEST_DEADLINE, client.get(uri.clone())).await {
-                Ok(Ok(_)) => break,
-                Ok(Err(e)) => last = error_chain(&e),
-                Err(_) => last = format!("no response within {REQUEST_DEADLINE:?}"),
-            }
-            if Instant::now() + POLL_EVERY >= deadline {
-                return Err(AppError::NotReady {
-                    ready,
-                    timeout_ms: plan.ready_timeout.as_millis(),
-                    last,
-                    log: log.display().to_string(),
-                    tail: tail(&log, LOG_TAIL_LINES),
-                });
-            }
-            tokio::time::sleep(POLL_EVERY).await;
-        }
+        let process = launch(plan, port, &log, false).await?;
         Ok(App {
-            base: fill(&plan.url),
+            base: plan.url.replace("{port}", &port.to_string()),
             log: Some(log),
             process: std::sync::Mutex::new(Some(process)),
+            started: Some((plan.clone(), port)),
         })
+    }
+
+    /// Kills the started app's process group (SIGKILL: a crash, not a shutdown), waits
+    /// `down`, and starts it again on the same port, adding to the same log; returns once it
+    /// answers `ready` again. While it is down, [`App::exited`] says nothing: the restart is
+    /// the scenario's doing.
+    pub async fn restart(&self, down: Duration) -> Result<(), AppError> {
+        let (Some((plan, port)), Some(log)) = (&self.started, &self.log) else {
+            return Err(AppError::Other(
+                "the app was not started by the harness (no `command`): it cannot be restarted"
+                    .into(),
+            ));
+        };
+        let old = self.process.lock().ok().and_then(|mut p| p.take());
+        if let Some(mut old) = old {
+            old.kill();
+        }
+        tokio::time::sleep(down).await;
+        let new = launch(plan, *port, log, true).await?;
+        if let Ok(mut p) = self.process.lock() {
+            *p = Some(new);
+        }
+        Ok(())
     }
 
     /// The base URL (what `{app}` stands for), without a trailing `/`.
@@ -194,6 +173,70 @@ impl Drop for App {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts the app's command on `port` (its `{port}` filled in), its output to `log`, and waits
+/// until `ready` answers.
+async fn launch(
+    plan: &AppPlan,
+    port: u16,
+    log: &Path,
+    append: bool,
+) -> Result<ProcessGroup, AppError> {
+    let Some(command) = &plan.command else {
+        return Err(AppError::Other("no command".into()));
+    };
+    let fill = |s: &str| s.replace("{port}", &port.to_string());
+    let mut cmd = std::process::Command::new(fill(&command[0]));
+    cmd.args(command[1..].iter().map(|a| fill(a)))
+        .current_dir(&plan.dir);
+    for (k, v) in &plan.env {
+        cmd.env(k, fill(v));
+    }
+    let program = command[0].clone();
+    let mut process =
+        ProcessGroup::spawn_logging(cmd, &program, log, append).map_err(|source| {
+            AppError::Spawn {
+                program: program.clone(),
+                dir: plan.dir.display().to_string(),
+                source,
+            }
+        })?;
+    let ready = fill(&plan.ready);
+    let deadline = Instant::now() + plan.ready_timeout;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<Bytes>>();
+    let uri: hyper::Uri = ready
+        .parse()
+        .map_err(|e| AppError::Other(format!("ready URL {ready:?}: {e}")))?;
+    let mut last;
+    loop {
+        if let Some(status) = process.try_exit_status() {
+            return Err(AppError::Exited {
+                program,
+                status: status.to_string(),
+                ready,
+                log: log.display().to_string(),
+                tail: tail(log, LOG_TAIL_LINES),
+            });
+        }
+        match tokio::time::timeout(REQUEST_DEADLINE, client.get(uri.clone())).await {
+            Ok(Ok(_)) => break,
+            Ok(Err(e)) => last = error_chain(&e),
+            Err(_) => last = format!("no response within {REQUEST_DEADLINE:?}"),
+        }
+        if Instant::now() + POLL_EVERY >= deadline {
+            return Err(AppError::NotReady {
+                ready,
+                timeout_ms: plan.ready_timeout.as_millis(),
+                last,
+                log: log.display().to_string(),
+                tail: tail(log, LOG_TAIL_LINES),
+            });
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+    Ok(process)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -37,6 +37,10 @@ const NOT_SHAPE_ERRORS: &[(&str, &str)] = &[
         "rule between tables: the app's messages name their target",
     ),
     (
+        "restart-app-without-command.toml",
+        "rule between tables: needs [app] command",
+    ),
+    (
         "app-signaling-websocket-auth.toml",
         "rule between keys: auth is for socket.io",
     ),

@@ -579,6 +579,7 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
             in_lab: network.is_some(),
             embedded_turn: ice.embedded_turn.is_some(),
             app_signaling: app.as_ref().is_some_and(|a| a.signaling.is_some()),
+            app_started: app.as_ref().is_some_and(|a| a.command.is_some()),
             app_names_peers: app
                 .as_ref()
                 .and_then(|a| a.signaling.as_ref())
@@ -1255,6 +1256,7 @@ struct Tables {
     embedded_turn: bool,
     app_signaling: bool,
     app_names_peers: bool,
+    app_started: bool,
 }
 
 fn check_steps(
@@ -1270,6 +1272,7 @@ fn check_steps(
         embedded_turn,
         app_signaling,
         app_names_peers,
+        app_started,
     } = tables;
     let mut connections = Vec::new();
     let mut closed = HashSet::new();
@@ -1331,6 +1334,7 @@ fn check_steps(
             embedded_turn,
             app_signaling,
             app_names_peers,
+            app_started,
             connections: &mut connections,
             closed: &mut closed,
         };

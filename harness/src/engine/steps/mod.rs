@@ -20,6 +20,7 @@ mod join_app;
 mod kill;
 mod mark;
 mod page;
+mod restart_app;
 mod restart_ice;
 mod restart_signaling;
 mod restart_turn;
@@ -70,6 +71,7 @@ pub const KINDS: &[Kind] = &[
     freeze::KIND,
     drop_signaling::KIND,
     restart_signaling::KIND,
+    restart_app::KIND,
     restart_turn::KIND,
     wait_state::KIND,
     mark::KIND,
@@ -166,6 +168,8 @@ pub struct BuildCx<'a> {
     pub app_signaling: bool,
     /// Whether the app's offers, answers or candidates name their target user (`{peer}`).
     pub app_names_peers: bool,
+    /// Whether the harness starts the app (`[app] command`).
+    pub app_started: bool,
     /// Connections made by earlier steps (a connect step adds its own).
     pub connections: &'a mut Vec<ConnectionPlan>,
     /// Peers closed by earlier steps.

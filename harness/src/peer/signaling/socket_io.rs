@@ -75,18 +75,30 @@ impl SignalingConnector for SocketIoConnector {
         // Socket.IO v4 server close the connection ("invalid state"), so the join waits for it.
         let (handshake_tx, mut handshake) = mpsc::unbounded_channel::<Result<(), String>>();
         let connected_tx = handshake_tx.clone();
+        let connected = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let on_connect = connected.clone();
         builder = builder.on(Event::Connect, move |_, _| {
+            on_connect.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = connected_tx.send(Ok(()));
             async {}.boxed()
         });
         let refused_tx = in_tx.clone();
         builder = builder.on(Event::Error, move |payload, _| {
             let message = refusal(&text_of(&payload));
-            let _ = handshake_tx.send(Err(message.clone()));
-            let _ = refused_tx.send(Raw::Event(SignalingEvent::Error(SignalingError::Refused {
-                code: "socket.io error".into(),
-                message,
-            })));
+            // Before the CONNECT answer, an error is the server refusing the handshake. After
+            // it, rust_socketio reports a lost transport (the app crashed or restarted) as an
+            // error ("EngineIO Error"), not as a close: the session ends, and the bot rejoins.
+            let event = if connected.load(std::sync::atomic::Ordering::SeqCst) {
+                tracing::debug!(%message, "Socket.IO transport lost");
+                SignalingEvent::Error(SignalingError::Closed)
+            } else {
+                let _ = handshake_tx.send(Err(message.clone()));
+                SignalingEvent::Error(SignalingError::Refused {
+                    code: "socket.io error".into(),
+                    message,
+                })
+            };
+            let _ = refused_tx.send(Raw::Event(event));
             async {}.boxed()
         });
         if let Some(auth) = &plan.auth {
