@@ -47,6 +47,7 @@ pub mod lab;
 pub mod logs;
 pub mod matrix;
 pub mod metrics;
+pub mod partition;
 pub mod payload;
 pub mod peer;
 pub mod report;

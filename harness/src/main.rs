@@ -54,6 +54,43 @@ enum Command {
     },
     /// Print the JSON Schema of scenario files (for editors; see the README).
     Schema,
+    /// Merge the `--json` reports of several shards (`--partition`) into one set of reports
+    /// and one regression gate.
+    Merge(MergeArgs),
+}
+
+#[derive(clap::Args)]
+struct MergeArgs {
+    /// The shards' JSON reports (`run --json` or `matrix --json`), from the same harness
+    /// version.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Write the merged JSON report to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    outputs: OutputArgs,
+    /// Write a Markdown summary of the merged runs to FILE.
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+    #[command(flatten)]
+    gate: GateArgs,
+}
+
+#[derive(clap::Args)]
+struct GateArgs {
+    /// Compare each scenario's median and p95 of every phase with this saved results file.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// With --baseline: largest allowed increase, percent.
+    #[arg(long, value_name = "PCT", default_value_t = 20.0)]
+    max_regression: f64,
+    /// With --baseline: an increase must also exceed this many ms to count.
+    #[arg(long, value_name = "MS", default_value_t = 1.0)]
+    regression_floor_ms: f64,
+    /// Save these runs' medians and p95s as a baseline file.
+    #[arg(long, value_name = "FILE")]
+    save_baseline: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -69,6 +106,10 @@ struct RunArgs {
     /// Run up to N scenario runs at the same time (see the README, "Parallel runs").
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
+    /// Run only shard K of N: `hash:K/N` (by a hash of each file's path: stable as scenarios
+    /// are added) or `slice:K/N` (round-robin over the files in order), as cargo-nextest's.
+    #[arg(long, value_name = "METHOD:K/N")]
+    partition: Option<rtc_harness::partition::Partition>,
     /// Write every run's verdict, timeline, metrics and versions to FILE as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -77,18 +118,8 @@ struct RunArgs {
     /// Write a Markdown summary (verdicts, setup-time percentiles, failures) to FILE.
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
-    /// Compare each scenario's median and p95 of every phase with this saved results file.
-    #[arg(long, value_name = "FILE")]
-    baseline: Option<PathBuf>,
-    /// With --baseline: largest allowed increase, percent.
-    #[arg(long, value_name = "PCT", default_value_t = 20.0)]
-    max_regression: f64,
-    /// With --baseline: an increase must also exceed this many ms to count.
-    #[arg(long, value_name = "MS", default_value_t = 1.0)]
-    regression_floor_ms: f64,
-    /// Save this run's medians and p95s as a baseline file.
-    #[arg(long, value_name = "FILE")]
-    save_baseline: Option<PathBuf>,
+    #[command(flatten)]
+    gate: GateArgs,
     #[command(flatten)]
     browsers: BrowserArgs,
 }
@@ -117,6 +148,10 @@ struct MatrixArgs {
     /// Run up to N cell runs at the same time (see the README, "Parallel runs").
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
+    /// Run only shard K of N of the cells: `hash:K/N` (by `offerer->answerer`) or `slice:K/N`
+    /// (round-robin, row by row).
+    #[arg(long, value_name = "METHOD:K/N")]
+    partition: Option<rtc_harness::partition::Partition>,
     /// Also write the table as Markdown (for a CI job summary).
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
@@ -171,7 +206,7 @@ fn main() -> ExitCode {
     let log_dir = match &cli.command {
         Command::Run(a) => a.browsers.log_dir.clone(),
         Command::Matrix(a) => a.browsers.log_dir.clone(),
-        Command::Check { .. } | Command::Schema => None,
+        Command::Check { .. } | Command::Schema | Command::Merge(_) => None,
     }
     .unwrap_or_else(rtc_harness::runner::default_log_dir);
     rtc_harness::logs::init(Some(log_dir.join("outside-runs.log")));
@@ -187,6 +222,7 @@ fn main() -> ExitCode {
         },
         Command::Run(args) => with_runtime(run(args)),
         Command::Matrix(args) => with_runtime(matrix(args)),
+        Command::Merge(args) => merge(args),
         Command::Schema => {
             let schema = serde_json::to_string_pretty(&scenario::scenario_schema())
                 .expect("a JSON value serializes");
@@ -382,7 +418,12 @@ async fn matrix(args: MatrixArgs) -> ExitCode {
         Ok(h) => h,
         Err(code) => return code,
     };
-    let pairs = matrix::pairs(&kinds);
+    let mut pairs = matrix::pairs(&kinds);
+    if let Some(p) = args.partition {
+        let all = pairs.len();
+        pairs = p.select(pairs, |(o, a)| format!("{}->{}", o.as_str(), a.as_str()));
+        eprintln!("partition {p}: {} of {all} cells", pairs.len());
+    }
     let out = std::sync::Mutex::new(reporters(
         std::io::stderr().is_terminal(),
         args.repeat > 1,
@@ -480,20 +521,21 @@ async fn run(args: RunArgs) -> ExitCode {
         eprintln!("error: no scenario matched");
         return ExitCode::from(EXIT_USAGE);
     }
+    let plans = match args.partition {
+        None => plans,
+        Some(p) => {
+            let all = plans.len();
+            let mine = p.select(plans, |plan| plan.source.display().to_string());
+            eprintln!("partition {p}: {} of {all} scenarios", mine.len());
+            // An empty shard is not an error (more shards than scenarios): its reports are
+            // written, empty, so a CI job that collects them finds them.
+            mine
+        }
+    };
     // Read the baseline before running anything: a bad file is a usage error.
-    let base = match &args.baseline {
-        None => None,
-        Some(path) => match std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| {
-                serde_json::from_str::<report::baseline::Baseline>(&t).map_err(|e| e.to_string())
-            }) {
-            Ok(b) => Some((path, b)),
-            Err(e) => {
-                eprintln!("error: baseline {}: {e}", path.display());
-                return ExitCode::from(EXIT_USAGE);
-            }
-        },
+    let base = match read_baseline(&args.gate) {
+        Ok(b) => b,
+        Err(code) => return code,
     };
     let harness = match start_harness(&args.browsers).await {
         Ok(h) => h,
@@ -508,7 +550,7 @@ async fn run(args: RunArgs) -> ExitCode {
             junit: args.outputs.junit.as_deref(),
             markdown: args.markdown.as_deref(),
             html: args.outputs.html.as_deref(),
-            baseline: args.save_baseline.as_deref(),
+            baseline: args.gate.save_baseline.as_deref(),
         },
     ));
     report(
@@ -534,13 +576,36 @@ async fn run(args: RunArgs) -> ExitCode {
     if let Err(code) = finish(out, &results, None) {
         return code;
     }
+    gate(&results, base.as_ref(), &args.gate)
+}
+
+type LoadedBaseline<'a> = (&'a PathBuf, report::baseline::Baseline);
+
+fn read_baseline(g: &GateArgs) -> Result<Option<LoadedBaseline<'_>>, ExitCode> {
+    let Some(path) = &g.baseline else {
+        return Ok(None);
+    };
+    std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| {
+            serde_json::from_str::<report::baseline::Baseline>(&t).map_err(|e| e.to_string())
+        })
+        .map(|b| Some((path, b)))
+        .map_err(|e| {
+            eprintln!("error: baseline {}: {e}", path.display());
+            ExitCode::from(EXIT_USAGE)
+        })
+}
+
+/// The regression gate and the exit code of a set of runs.
+fn gate(results: &[RunResult], base: Option<&LoadedBaseline<'_>>, g: &GateArgs) -> ExitCode {
     let mut regressed = false;
-    if let Some((path, base)) = &base {
+    if let Some((path, base)) = base {
         let found = report::baseline::compare(
             base,
-            &report::summaries(&results),
-            args.max_regression,
-            args.regression_floor_ms,
+            &report::summaries(results),
+            g.max_regression,
+            g.regression_floor_ms,
         );
         for r in &found {
             println!("REGRESSION {r}");
@@ -549,12 +614,12 @@ async fn run(args: RunArgs) -> ExitCode {
             "baseline {}: {} regression(s) over {}% (and {} ms)",
             path.display(),
             found.len(),
-            args.max_regression,
-            args.regression_floor_ms
+            g.max_regression,
+            g.regression_floor_ms
         );
         regressed = !found.is_empty();
     }
-    let totals = report::totals(&results);
+    let totals = report::totals(results);
     if results.iter().any(|r| r.verdict == Verdict::SetupError) {
         ExitCode::from(EXIT_SETUP)
     } else if totals.failed > 0 {
@@ -563,5 +628,99 @@ async fn run(args: RunArgs) -> ExitCode {
         ExitCode::from(EXIT_REGRESSION)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// One shard's `--json` document, as much of it as a merge needs.
+#[derive(serde::Deserialize)]
+struct ShardReport {
+    tool: String,
+    #[serde(default)]
+    matrix: Option<matrix::Matrix>,
+    runs: Vec<RunResult>,
+}
+
+fn merge(args: MergeArgs) -> ExitCode {
+    let base = match read_baseline(&args.gate) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let mut runs = Vec::new();
+    let mut merged: Option<matrix::Matrix> = None;
+    let mut kinds_of: Option<(PathBuf, bool)> = None;
+    for f in &args.files {
+        let shard = match std::fs::read_to_string(f)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<ShardReport>(&t).map_err(|e| e.to_string()))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!(
+                    "error: {}: not a JSON report of rtc-harness (`run --json` or `matrix --json`): {e}",
+                    f.display()
+                );
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
+        if shard.tool != report::TOOL {
+            eprintln!(
+                "error: {} was written by {}, this is {}: merge shards of one harness version",
+                f.display(),
+                shard.tool,
+                report::TOOL
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
+        let is_matrix = shard.matrix.is_some();
+        match &kinds_of {
+            Some((first, m)) if *m != is_matrix => {
+                eprintln!(
+                    "error: {} is a {} report and {} a {} one: merge shards of one command",
+                    f.display(),
+                    if is_matrix { "matrix" } else { "run" },
+                    first.display(),
+                    if *m { "matrix" } else { "run" }
+                );
+                return ExitCode::from(EXIT_USAGE);
+            }
+            Some(_) => {}
+            None => kinds_of = Some((f.clone(), is_matrix)),
+        }
+        if let Some(m) = shard.matrix {
+            match &mut merged {
+                None => merged = Some(m),
+                Some(all) => all.cells.extend(m.cells),
+            }
+        }
+        runs.extend(shard.runs);
+    }
+    eprintln!(
+        "merged {} runs from {} reports",
+        runs.len(),
+        args.files.len()
+    );
+    let out = std::sync::Mutex::new(
+        reporter::Fanout::default()
+            .with_file(args.json.as_deref(), reporter::json)
+            .with_file(args.outputs.junit.as_deref(), reporter::junit)
+            .with_file(args.markdown.as_deref(), reporter::markdown)
+            .with_file(args.outputs.html.as_deref(), reporter::html)
+            .with_file(args.gate.save_baseline.as_deref(), reporter::baseline),
+    );
+    if let Some(m) = &merged {
+        print!("{}", m.render_text());
+    } else {
+        let t = report::totals(&runs);
+        println!(
+            "{} passed, {} failed, {} setup errors",
+            t.passed, t.failed, t.setup_errors
+        );
+    }
+    if let Err(code) = finish(out, &runs, merged.as_ref()) {
+        return code;
+    }
+    match &merged {
+        Some(m) if !m.cells.iter().all(|c| c.ok()) => ExitCode::from(EXIT_FAILED),
+        _ => gate(&runs, base.as_ref(), &args.gate),
     }
 }

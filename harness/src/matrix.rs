@@ -73,7 +73,7 @@ pub fn pairs(kinds: &[PeerKind]) -> Vec<(PeerKind, PeerKind)> {
 }
 
 /// One cell's outcome.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Cell {
     /// Offerer kind.
     pub offerer: PeerKind,
@@ -97,7 +97,7 @@ impl Cell {
 }
 
 /// The whole matrix.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Matrix {
     /// Template name.
     pub template: String,

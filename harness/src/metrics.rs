@@ -32,7 +32,7 @@ pub const NAMES: [&str; 10] = [
 ];
 
 /// One peer's metrics for one run (ms).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct PeerMetrics {
     /// createOffer → answer applied at the offerer.
     pub signaling_ms: Option<f64>,

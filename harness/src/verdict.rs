@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::fmt;
 
 /// One expectation that did not hold.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Failure {
     /// The peer.
     pub peer: String,

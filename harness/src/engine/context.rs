@@ -432,7 +432,7 @@ impl RunCx<'_> {
                         peer: p.id.clone(),
                         connection: c.to_string(),
                         step,
-                        reason,
+                        reason: reason.into(),
                         stats,
                     });
                 }

@@ -42,7 +42,7 @@ const DIAGNOSIS_EVENTS: usize = 8;
 const APP_CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// The outcome of one scenario run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     /// Every step finished and every expectation held (or it failed as `expected_failure` said).
@@ -54,7 +54,7 @@ pub enum Verdict {
 }
 
 /// Everything known about one scenario run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RunResult {
     /// Scenario name.
     pub name: String,
@@ -102,7 +102,7 @@ pub struct RunResult {
 }
 
 /// A named point on the timeline (a `mark` step).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Mark {
     /// Its name.
     pub name: String,
@@ -616,7 +616,7 @@ fn explanations(
 }
 
 /// One stats sample of one peer's connection.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct StatsSample {
     /// When it was taken, ms on the timeline.
     pub t_ms: f64,
@@ -627,7 +627,7 @@ pub struct StatsSample {
     /// Index of the step it was taken in (or at the end of).
     pub step: usize,
     /// `interval` or `end-of-step`.
-    pub reason: &'static str,
+    pub reason: std::borrow::Cow<'static, str>,
     /// The webrtc-stats dictionaries (see [`crate::peer::Peer::stats`]).
     pub stats: Vec<serde_json::Value>,
 }

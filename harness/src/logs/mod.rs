@@ -68,7 +68,7 @@ pub fn peer_span(peer: &str) -> Span {
 }
 
 /// Lines by level.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct LevelCounts {
     /// ERROR lines.
     pub error: u64,
@@ -116,7 +116,7 @@ impl LevelCounts {
 }
 
 /// What one run's capture holds, for reports (`logs` in the JSON `RunResult`).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct RunLogs {
     /// The run's file: every captured line, with its peer.
     pub file: String,

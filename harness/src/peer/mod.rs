@@ -171,7 +171,7 @@ pub enum PageAction {
 }
 
 /// What a peer is, for reports.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct PeerInfo {
     /// Peer id.
     pub id: String,

@@ -232,14 +232,14 @@ impl IcePlan {
 }
 
 /// The network lab of a scenario: one entry per peer, in peer order.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NetworkPlan {
     /// Every peer's network.
     pub peers: Vec<PeerNetwork>,
 }
 
 /// Where one peer sits in the lab.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PeerNetwork {
     /// Peer id.
     pub peer: String,
