@@ -22,6 +22,8 @@ use tokio::time::Instant;
 pub const LOG_TAIL_LINES: usize = 20;
 const POLL_EVERY: Duration = Duration::from_millis(100);
 const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// How long a killed app's port may stay taken before a restart gives up.
+const PORT_FREE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Errors starting the app.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +123,22 @@ impl App {
         let old = self.process.lock().ok().and_then(|mut p| p.take());
         if let Some(mut old) = old {
             old.kill();
+        }
+        // SIGKILL reached the whole group, but only the leader was waited for: a server under
+        // a wrapper (`npm start`, `sh -c`) may hold the port a moment longer. Wait until
+        // nothing accepts on it, so that the new one does not fail with EADDRINUSE.
+        let free_by = Instant::now() + PORT_FREE_DEADLINE;
+        while tokio::net::TcpStream::connect(("127.0.0.1", *port))
+            .await
+            .is_ok()
+        {
+            if Instant::now() >= free_by {
+                return Err(AppError::Other(format!(
+                    "port {port} still accepts connections {PORT_FREE_DEADLINE:?} after the app \
+                     was killed"
+                )));
+            }
+            tokio::time::sleep(POLL_EVERY).await;
         }
         tokio::time::sleep(down).await;
         let new = launch(plan, *port, log, true).await?;

@@ -648,7 +648,15 @@ fn merge(args: MergeArgs) -> ExitCode {
     let mut runs = Vec::new();
     let mut merged: Option<matrix::Matrix> = None;
     let mut kinds_of: Option<(PathBuf, bool)> = None;
+    let mut seen = std::collections::HashSet::new();
     for f in &args.files {
+        if !seen.insert(std::fs::canonicalize(f).unwrap_or_else(|_| f.clone())) {
+            eprintln!(
+                "error: {} is given twice: its runs would count twice",
+                f.display()
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
         let shard = match std::fs::read_to_string(f)
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_str::<ShardReport>(&t).map_err(|e| e.to_string()))
@@ -719,8 +727,14 @@ fn merge(args: MergeArgs) -> ExitCode {
     if let Err(code) = finish(out, &runs, merged.as_ref()) {
         return code;
     }
+    // The codes `matrix` and `run` give: a setup error first, then a failed cell or run.
     match &merged {
-        Some(m) if !m.cells.iter().all(|c| c.ok()) => ExitCode::from(EXIT_FAILED),
+        Some(m)
+            if !m.cells.iter().all(|c| c.ok())
+                && !runs.iter().any(|r| r.verdict == Verdict::SetupError) =>
+        {
+            ExitCode::from(EXIT_FAILED)
+        }
         _ => gate(&runs, base.as_ref(), &args.gate),
     }
 }

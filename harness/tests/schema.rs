@@ -37,6 +37,14 @@ const NOT_SHAPE_ERRORS: &[(&str, &str)] = &[
         "rule between tables: the app's messages name their target",
     ),
     (
+        "app-signaling-offer-answer-alike.toml",
+        "rule between keys: offer and answer told apart",
+    ),
+    (
+        "join-app-without-room.toml",
+        "rule between tables: the app's messages name a room",
+    ),
+    (
         "restart-app-without-command.toml",
         "rule between tables: needs [app] command",
     ),

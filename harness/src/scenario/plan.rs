@@ -115,6 +115,14 @@ pub struct AppSignalingPlan {
 }
 
 impl AppSignalingPlan {
+    /// Whether any message the bot sends names the room (`{room}`).
+    pub fn names_rooms(&self) -> bool {
+        self.join
+            .iter()
+            .chain([&self.offer, &self.answer, &self.candidate])
+            .any(|m| m.slots().contains(&super::template::Slot::Room))
+    }
+
     /// Whether any template needs to know the other user's name (`{peer}`).
     pub fn names_peers(&self) -> bool {
         [&self.offer, &self.answer, &self.candidate]
@@ -580,6 +588,10 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
             embedded_turn: ice.embedded_turn.is_some(),
             app_signaling: app.as_ref().is_some_and(|a| a.signaling.is_some()),
             app_started: app.as_ref().is_some_and(|a| a.command.is_some()),
+            app_names_rooms: app
+                .as_ref()
+                .and_then(|a| a.signaling.as_ref())
+                .is_some_and(AppSignalingPlan::names_rooms),
             app_names_peers: app
                 .as_ref()
                 .and_then(|a| a.signaling.as_ref())
@@ -743,7 +755,7 @@ fn check_app_signaling(
                     return Err(c.err(
                         &at,
                         format!(
-                            "unknown placeholder {bad:?} (placeholders: {{description}}, \
+                            "{bad} (placeholders: {{description}}, \
                          {{description.type}}, {{description.sdp}}, {{candidate}}, \
                          {{candidate.candidate}}, {{candidate.sdpMid}}, \
                          {{candidate.sdpMLineIndex}}, {{candidate.usernameFragment}}, {{room}}, \
@@ -889,6 +901,19 @@ fn check_app_signaling(
             r.and_then(|r| r.candidate.as_ref()),
             &candidate,
         )?;
+        let typed = |m: &AppMessage| {
+            m.slots()
+                .iter()
+                .any(|x| matches!(x, Slot::Description | Slot::DescriptionType))
+        };
+        if offer_in == answer_in && !typed(&offer_in) {
+            return Err(c.err(
+                &key_at("answer", None),
+                "offer and answer arrive in the same shape and neither carries the \
+                 description's type (\"{description}\" or \"{description.type}\"): the bot \
+                 could not tell an answer from an offer",
+            ));
+        }
         AppReceived {
             offer: described_at(at("offer"), offer_in)?,
             answer: described_at(at("answer"), answer_in)?,
@@ -1257,6 +1282,7 @@ struct Tables {
     app_signaling: bool,
     app_names_peers: bool,
     app_started: bool,
+    app_names_rooms: bool,
 }
 
 fn check_steps(
@@ -1273,6 +1299,7 @@ fn check_steps(
         app_signaling,
         app_names_peers,
         app_started,
+        app_names_rooms,
     } = tables;
     let mut connections = Vec::new();
     let mut closed = HashSet::new();
@@ -1335,6 +1362,7 @@ fn check_steps(
             app_signaling,
             app_names_peers,
             app_started,
+            app_names_rooms,
             connections: &mut connections,
             closed: &mut closed,
         };

@@ -100,8 +100,26 @@ fn walk(t: &Value, out: &mut Vec<Slot>) {
     }
 }
 
-/// Strings that look like placeholders but are none (a typo such as `{descripton}`): for the
-/// scenario check. `{run}`, `{app}` and `{token}` are allowed (replaced before the run).
+/// Every placeholder of the call, as written.
+pub const PLACEHOLDER_NAMES: [&str; 12] = [
+    "{description}",
+    "{description.type}",
+    "{description.sdp}",
+    "{candidate}",
+    "{candidate.candidate}",
+    "{candidate.sdpMid}",
+    "{candidate.sdpMLineIndex}",
+    "{candidate.usernameFragment}",
+    "{room}",
+    "{name}",
+    "{peer}",
+    "{message}",
+];
+
+/// What is wrong with a template's placeholders, one line each: strings that look like
+/// placeholders but are none (a typo such as `{descripton}`), and placeholders of the call
+/// inside longer strings. `{run}`, `{app}` and `{token}` are allowed anywhere (replaced before
+/// the run).
 pub fn unknown_placeholders(t: &Value) -> Vec<String> {
     let mut out = Vec::new();
     fn go(t: &Value, out: &mut Vec<String>) {
@@ -112,7 +130,17 @@ pub fn unknown_placeholders(t: &Value) -> Vec<String> {
                     && Slot::of(s).is_none()
                     && !matches!(s.as_str(), "{run}" | "{app}" | "{token}")
                 {
-                    out.push(s.clone());
+                    out.push(format!("unknown placeholder {s:?}"));
+                } else if !whole {
+                    // A placeholder of the call inside a longer string ("user-{peer}") would be
+                    // sent as it is: refused, so that what is sent is what the user meant.
+                    for name in PLACEHOLDER_NAMES {
+                        if s.contains(name) {
+                            out.push(format!(
+                                "{name} inside {s:?}: a placeholder must be the whole string"
+                            ));
+                        }
+                    }
                 }
             }
             Value::Array(a) => a.iter().for_each(|x| go(x, out)),
@@ -200,10 +228,6 @@ pub fn capture(t: &Value, msg: Option<&Value>, out: &mut Captured) -> bool {
     match t {
         Value::String(s) => {
             let Some(slot) = Slot::of(s) else {
-                if s.contains('{') && s.contains('}') {
-                    // A string with a placeholder inside (e.g. "room-{room}"): any string.
-                    return msg.is_none_or(Value::is_string);
-                }
                 return msg == Some(t);
             };
             let Some(v) = msg else {
@@ -283,9 +307,12 @@ mod tests {
         assert_eq!(Slot::of("{candidate.foo}"), None);
         assert_eq!(Slot::of("room {room}"), None);
         assert_eq!(
-            unknown_placeholders(&json!({"a": "{descripton}", "b": ["{run}", "{room}"]})),
-            vec!["{descripton}".to_string()]
+            unknown_placeholders(
+                &json!({"a": "{descripton}", "b": ["{run}", "{room}", "r-{run}"]})
+            ),
+            vec!["unknown placeholder \"{descripton}\"".to_string()]
         );
+        assert_eq!(unknown_placeholders(&json!({"to": "user-{peer}"})).len(), 1);
     }
 
     #[test]

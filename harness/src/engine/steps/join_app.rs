@@ -119,6 +119,12 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
             "must not be empty (leave it out for an app without rooms)",
         ));
     }
+    if e.room.is_none() && cx.app_names_rooms {
+        return Err(cx.err(
+            "",
+            "the app's messages name a room (\"{room}\" in [app.signaling]): give `room`",
+        ));
+    }
     if e.name.as_deref().is_some_and(|r| r.trim().is_empty()) {
         return Err(cx.err("name", "must not be empty"));
     }

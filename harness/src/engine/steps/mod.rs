@@ -170,6 +170,8 @@ pub struct BuildCx<'a> {
     pub app_names_peers: bool,
     /// Whether the harness starts the app (`[app] command`).
     pub app_started: bool,
+    /// Whether the app's messages name the room (`{room}`).
+    pub app_names_rooms: bool,
     /// Connections made by earlier steps (a connect step adds its own).
     pub connections: &'a mut Vec<ConnectionPlan>,
     /// Peers closed by earlier steps.

@@ -7,6 +7,10 @@ use crate::scenario::template::{self, Captured, Values};
 use crate::scenario::{AppMessage, AppSignalingPlan};
 use serde_json::Value;
 
+/// The other user's name as an answering bot learned it, shared by a connector and its
+/// sessions.
+pub type Learned = std::sync::Arc<std::sync::Mutex<Option<String>>>;
+
 /// Who the bot is in the call, for filling templates.
 #[derive(Debug, Clone, Copy)]
 pub struct Me<'a> {

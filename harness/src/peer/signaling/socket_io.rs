@@ -14,7 +14,7 @@
 //! server that refuses the handshake (a wrong `auth` token, say) makes `join` fail with the
 //! server's reason.
 
-use super::app::{self, Me};
+use super::app::{self, Learned, Me};
 use super::{
     AppJoin, Outgoing, SignalingConnector, SignalingError, SignalingEvent, SignalingSession,
 };
@@ -33,6 +33,9 @@ const HANDSHAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1
 pub struct SocketIoConnector {
     url: String,
     join: AppJoin,
+    /// Whom an answering bot learned it talks to: kept across rejoins (a session ends with its
+    /// socket; the call, and who is on its other end, does not).
+    learned: Learned,
 }
 
 impl SocketIoConnector {
@@ -41,6 +44,7 @@ impl SocketIoConnector {
         Self {
             url: format!("{}{}", base.trim_end_matches('/'), join.plan.path),
             join,
+            learned: Learned::default(),
         }
     }
 }
@@ -50,6 +54,17 @@ impl SocketIoConnector {
 enum Raw {
     Event(SignalingEvent),
     Message(String, Vec<Value>),
+}
+
+impl SocketIoConnector {
+    /// The bot as it joins now: with the other user's name if a session learned it.
+    fn join_now(&self) -> AppJoin {
+        let mut join = self.join.clone();
+        if join.peer.is_none() {
+            join.peer = self.learned.lock().ok().and_then(|l| l.clone());
+        }
+        join
+    }
 }
 
 #[async_trait]
@@ -66,11 +81,6 @@ impl SignalingConnector for SocketIoConnector {
                 }
                 async {}.boxed()
             });
-        let closed_tx = in_tx.clone();
-        builder = builder.on(Event::Close, move |_, _| {
-            let _ = closed_tx.send(Raw::Event(SignalingEvent::Error(SignalingError::Closed)));
-            async {}.boxed()
-        });
         // The server's answer to the namespace CONNECT: until it comes, an event would make a
         // Socket.IO v4 server close the connection ("invalid state"), so the join waits for it.
         let (handshake_tx, mut handshake) = mpsc::unbounded_channel::<Result<(), String>>();
@@ -80,6 +90,19 @@ impl SignalingConnector for SocketIoConnector {
         builder = builder.on(Event::Connect, move |_, _| {
             on_connect.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = connected_tx.send(Ok(()));
+            async {}.boxed()
+        });
+        let closed_tx = in_tx.clone();
+        let closed_handshake = handshake_tx.clone();
+        let closed_connected = connected.clone();
+        builder = builder.on(Event::Close, move |_, _| {
+            if !closed_connected.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = closed_handshake.send(Err(
+                    "the server closed the connection before answering the Socket.IO CONNECT"
+                        .into(),
+                ));
+            }
+            let _ = closed_tx.send(Raw::Event(SignalingEvent::Error(SignalingError::Closed)));
             async {}.boxed()
         });
         let refused_tx = in_tx.clone();
@@ -176,7 +199,8 @@ impl SignalingConnector for SocketIoConnector {
             let _ = in_tx.send(Raw::Event(SignalingEvent::Ready { peers: Vec::new() }));
         }
         Ok(Box::new(SocketIoSession {
-            join: self.join.clone(),
+            join: self.join_now(),
+            learned: self.learned.clone(),
             room: room_id,
             out,
             incoming,
@@ -187,6 +211,7 @@ impl SignalingConnector for SocketIoConnector {
 /// A joined room of an app's Socket.IO server.
 struct SocketIoSession {
     join: AppJoin,
+    learned: Learned,
     room: String,
     out: mpsc::UnboundedSender<(String, Vec<Value>)>,
     incoming: mpsc::UnboundedReceiver<Raw>,
@@ -217,8 +242,13 @@ impl SignalingSession for SocketIoSession {
                 Raw::Event(e) => return Some(e),
                 Raw::Message(event, args) => {
                     if let Some((e, from)) = app::incoming(&self.join.plan, Some(&event), &args) {
-                        if self.join.peer.is_none() {
-                            self.join.peer = from;
+                        if self.join.peer.is_none()
+                            && let Some(from) = from
+                        {
+                            self.join.peer = Some(from.clone());
+                            if let Ok(mut l) = self.learned.lock() {
+                                *l = Some(from);
+                            }
                         }
                         return Some(e);
                     }

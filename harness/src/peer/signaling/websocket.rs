@@ -12,7 +12,7 @@
 //! are passed over (apps send chat, presence, pings). A refused upgrade (HTTP 401, say) makes
 //! `join` fail with the status and the app's body.
 
-use super::app::{self, Me};
+use super::app::{self, Learned, Me};
 use super::{
     AppJoin, Outgoing, SignalingConnector, SignalingError, SignalingEvent, SignalingSession,
 };
@@ -31,6 +31,9 @@ const HANDSHAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1
 pub struct WebSocketConnector {
     url: String,
     join: AppJoin,
+    /// Whom an answering bot learned it talks to: kept across rejoins (a session ends with its
+    /// socket; the call, and who is on its other end, does not).
+    learned: Learned,
 }
 
 impl WebSocketConnector {
@@ -48,6 +51,7 @@ impl WebSocketConnector {
         Self {
             url: format!("{base}{}", join.plan.path),
             join,
+            learned: Learned::default(),
         }
     }
 }
@@ -55,6 +59,17 @@ impl WebSocketConnector {
 enum Raw {
     Frame(Value),
     Closed,
+}
+
+impl WebSocketConnector {
+    /// The bot as it joins now: with the other user's name if a session learned it.
+    fn join_now(&self) -> AppJoin {
+        let mut join = self.join.clone();
+        if join.peer.is_none() {
+            join.peer = self.learned.lock().ok().and_then(|l| l.clone());
+        }
+        join
+    }
 }
 
 #[async_trait]
@@ -139,7 +154,8 @@ impl SignalingConnector for WebSocketConnector {
             let _ = in_tx.send(Raw::Closed);
         });
         let mut session = WebSocketSession {
-            join: self.join.clone(),
+            join: self.join_now(),
+            learned: self.learned.clone(),
             room: room.to_string(),
             out,
             incoming,
@@ -167,6 +183,7 @@ impl SignalingConnector for WebSocketConnector {
 /// A bot logged in to an app's WebSocket signaling.
 struct WebSocketSession {
     join: AppJoin,
+    learned: Learned,
     room: String,
     out: mpsc::UnboundedSender<Value>,
     incoming: mpsc::UnboundedReceiver<Raw>,
@@ -225,8 +242,13 @@ impl SignalingSession for WebSocketSession {
                     if let Some((e, from)) =
                         app::incoming(&self.join.plan, None, std::slice::from_ref(&v))
                     {
-                        if self.join.peer.is_none() {
-                            self.join.peer = from;
+                        if self.join.peer.is_none()
+                            && let Some(from) = from
+                        {
+                            self.join.peer = Some(from.clone());
+                            if let Ok(mut l) = self.learned.lock() {
+                                *l = Some(from);
+                            }
                         }
                         if matches!(e, SignalingEvent::Ready { .. }) {
                             self.pending.push_back(e);
