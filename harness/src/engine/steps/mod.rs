@@ -179,6 +179,22 @@ pub struct BuildCx<'a> {
 }
 
 impl BuildCx<'_> {
+    /// A restart step's `down_ms` (how long the server stays down): default 0, at most the
+    /// scenario's `timeout_s`.
+    pub fn down_ms(&self, given: Option<u64>) -> Result<u64, ScenarioError> {
+        let down_ms = given.unwrap_or(0);
+        if down_ms > self.timeout_s * 1000 {
+            return Err(self.err(
+                "down_ms",
+                format!(
+                    "{down_ms} ms is longer than the scenario's timeout_s ({} s)",
+                    self.timeout_s
+                ),
+            ));
+        }
+        Ok(down_ms)
+    }
+
     /// A located error at `key` inside this step (`""`: the step table itself; nested keys as
     /// `directions.bot` or `media[1]`).
     pub fn err(&self, key: &str, message: impl Into<String>) -> ScenarioError {

@@ -46,16 +46,7 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
             "restart_turn needs the embedded TURN server: add an [ice.embedded_turn] table",
         ));
     }
-    let down_ms = e.down_ms.unwrap_or(0);
-    if down_ms > cx.timeout_s * 1000 {
-        return Err(cx.err(
-            "down_ms",
-            format!(
-                "{down_ms} ms is longer than the scenario's timeout_s ({} s)",
-                cx.timeout_s
-            ),
-        ));
-    }
+    let down_ms = cx.down_ms(e.down_ms)?;
     Ok(Arc::new(RestartTurn { down_ms }))
 }
 
