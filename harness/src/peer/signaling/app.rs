@@ -2,7 +2,7 @@
 //! frames): the scenario's templates ([`crate::scenario::template`]) applied both ways. Pure,
 //! so both transports share it and it is tested without a server.
 
-use super::{IceCandidateInit, Signal, SignalingError, SignalingEvent};
+use super::{AppJoin, IceCandidateInit, Signal, SignalingError, SignalingEvent};
 use crate::scenario::template::{self, Captured, Values};
 use crate::scenario::{AppMessage, AppSignalingPlan};
 use serde_json::Value;
@@ -10,6 +10,28 @@ use serde_json::Value;
 /// The other user's name as an answering bot learned it, shared by a connector and its
 /// sessions.
 pub type Learned = std::sync::Arc<std::sync::Mutex<Option<String>>>;
+
+/// `join` as the bot joins now: with the other user's name if an earlier session learned it.
+pub fn join_now(join: &AppJoin, learned: &Learned) -> AppJoin {
+    let mut now = join.clone();
+    if now.peer.is_none() {
+        now.peer = learned.lock().ok().and_then(|l| l.clone());
+    }
+    now
+}
+
+/// Notes the sender of a received message as the other user, if none is known yet, for this
+/// session (`join`) and for the sessions after a rejoin (`learned`).
+pub fn learn(join: &mut AppJoin, learned: &Learned, from: Option<String>) {
+    if join.peer.is_none()
+        && let Some(from) = from
+    {
+        join.peer = Some(from.clone());
+        if let Ok(mut l) = learned.lock() {
+            *l = Some(from);
+        }
+    }
+}
 
 /// Who the bot is in the call, for filling templates.
 #[derive(Debug, Clone, Copy)]
@@ -297,6 +319,22 @@ mod tests {
         ));
         let (_, from) = incoming(&p, None, &[relayed]).unwrap();
         assert_eq!(from.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn the_learned_caller_outlives_the_session() {
+        let join = AppJoin {
+            plan: plan("protocol = \"websocket\""),
+            name: "bob".into(),
+            peer: None,
+        };
+        let learned = Learned::default();
+        let mut session = join_now(&join, &learned);
+        learn(&mut session, &learned, Some("alice".into()));
+        learn(&mut session, &learned, Some("mallory".into()));
+        assert_eq!(session.peer.as_deref(), Some("alice"));
+        // A rejoin starts from the connector's copy, which knew no one.
+        assert_eq!(join_now(&join, &learned).peer.as_deref(), Some("alice"));
     }
 
     #[test]

@@ -56,17 +56,6 @@ enum Raw {
     Message(String, Vec<Value>),
 }
 
-impl SocketIoConnector {
-    /// The bot as it joins now: with the other user's name if a session learned it.
-    fn join_now(&self) -> AppJoin {
-        let mut join = self.join.clone();
-        if join.peer.is_none() {
-            join.peer = self.learned.lock().ok().and_then(|l| l.clone());
-        }
-        join
-    }
-}
-
 #[async_trait]
 impl SignalingConnector for SocketIoConnector {
     async fn join(&self, room: &str) -> Result<Box<dyn SignalingSession>, SignalingError> {
@@ -199,7 +188,7 @@ impl SignalingConnector for SocketIoConnector {
             let _ = in_tx.send(Raw::Event(SignalingEvent::Ready { peers: Vec::new() }));
         }
         Ok(Box::new(SocketIoSession {
-            join: self.join_now(),
+            join: app::join_now(&self.join, &self.learned),
             learned: self.learned.clone(),
             room: room_id,
             out,
@@ -242,14 +231,7 @@ impl SignalingSession for SocketIoSession {
                 Raw::Event(e) => return Some(e),
                 Raw::Message(event, args) => {
                     if let Some((e, from)) = app::incoming(&self.join.plan, Some(&event), &args) {
-                        if self.join.peer.is_none()
-                            && let Some(from) = from
-                        {
-                            self.join.peer = Some(from.clone());
-                            if let Ok(mut l) = self.learned.lock() {
-                                *l = Some(from);
-                            }
-                        }
+                        app::learn(&mut self.join, &self.learned, from);
                         return Some(e);
                     }
                 }

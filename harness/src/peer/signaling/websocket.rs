@@ -61,17 +61,6 @@ enum Raw {
     Closed,
 }
 
-impl WebSocketConnector {
-    /// The bot as it joins now: with the other user's name if a session learned it.
-    fn join_now(&self) -> AppJoin {
-        let mut join = self.join.clone();
-        if join.peer.is_none() {
-            join.peer = self.learned.lock().ok().and_then(|l| l.clone());
-        }
-        join
-    }
-}
-
 #[async_trait]
 impl SignalingConnector for WebSocketConnector {
     async fn join(&self, room: &str) -> Result<Box<dyn SignalingSession>, SignalingError> {
@@ -154,7 +143,7 @@ impl SignalingConnector for WebSocketConnector {
             let _ = in_tx.send(Raw::Closed);
         });
         let mut session = WebSocketSession {
-            join: self.join_now(),
+            join: app::join_now(&self.join, &self.learned),
             learned: self.learned.clone(),
             room: room.to_string(),
             out,
@@ -242,14 +231,7 @@ impl SignalingSession for WebSocketSession {
                     if let Some((e, from)) =
                         app::incoming(&self.join.plan, None, std::slice::from_ref(&v))
                     {
-                        if self.join.peer.is_none()
-                            && let Some(from) = from
-                        {
-                            self.join.peer = Some(from.clone());
-                            if let Ok(mut l) = self.learned.lock() {
-                                *l = Some(from);
-                            }
-                        }
+                        app::learn(&mut self.join, &self.learned, from);
                         if matches!(e, SignalingEvent::Ready { .. }) {
                             self.pending.push_back(e);
                             return Some(self.joined());
