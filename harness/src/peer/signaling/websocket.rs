@@ -115,7 +115,7 @@ impl SignalingConnector for WebSocketConnector {
         let (in_tx, incoming) = mpsc::unbounded_channel::<Raw>();
         // Dropping the session closes `out`, which ends the writer and closes the socket; the
         // reader ends with the socket.
-        let writer = tokio::spawn(async move {
+        tokio::spawn(async move {
             while let Some(v) = out_rx.recv().await {
                 if sink.send(Message::text(v.to_string())).await.is_err() {
                     break;
@@ -149,7 +149,7 @@ impl SignalingConnector for WebSocketConnector {
             out,
             incoming,
             pending: std::collections::VecDeque::new(),
-            tasks: vec![writer, reader],
+            reader,
         };
         let me = session.me(None);
         if let Some(join) = &self.join.plan.join {
@@ -177,7 +177,8 @@ struct WebSocketSession {
     out: mpsc::UnboundedSender<Value>,
     incoming: mpsc::UnboundedReceiver<Raw>,
     pending: std::collections::VecDeque<SignalingEvent>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The task reading the socket (the writer ends by itself once `out` is dropped).
+    reader: tokio::task::JoinHandle<()>,
 }
 
 impl WebSocketSession {
@@ -200,9 +201,7 @@ impl WebSocketSession {
 impl Drop for WebSocketSession {
     fn drop(&mut self) {
         // The writer ends by itself once `out` is gone; the reader would wait for the server.
-        if let Some(reader) = self.tasks.pop() {
-            reader.abort();
-        }
+        self.reader.abort();
     }
 }
 
