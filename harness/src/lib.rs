@@ -44,6 +44,7 @@ pub mod clock;
 pub mod engine;
 pub mod explain;
 pub mod lab;
+pub mod load;
 pub mod logs;
 pub mod matrix;
 pub mod metrics;

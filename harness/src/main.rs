@@ -6,7 +6,7 @@
 //! 130 interrupted.
 
 use clap::{Parser, Subcommand};
-use rtc_harness::engine::{RunResult, Verdict};
+use rtc_harness::engine::{RunResult, Stage, Verdict};
 use rtc_harness::report::reporter;
 use rtc_harness::runner::{Harness, Options};
 use rtc_harness::scenario::{self, PeerKind, Plan};
@@ -14,6 +14,8 @@ use rtc_harness::{matrix, report};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Exit code: a scenario failed.
 const EXIT_FAILED: u8 = 1;
@@ -321,14 +323,17 @@ struct ReportFiles<'a> {
     baseline: Option<&'a std::path::Path>,
 }
 
+/// What every run task shares: the harness and the reporters.
+type Shared = (Arc<Harness>, Arc<std::sync::Mutex<reporter::Fanout>>);
+
 /// One scenario run, told to the reporters as it starts, step by step, and when it ends.
 async fn run_reported(
-    harness: &Harness,
+    (harness, out): &Shared,
     plan: &Plan,
     rep: u32,
     n: u64,
     label: &str,
-    out: &std::sync::Mutex<reporter::Fanout>,
+    stage: &Stage,
 ) -> RunResult {
     report(out, &reporter::Event::ScenarioStarted { n, label });
     let on_step = |index: usize, description: &str| {
@@ -341,7 +346,7 @@ async fn run_reported(
             },
         )
     };
-    let r = harness.engine.run(plan, rep, &on_step).await;
+    let r = harness.engine.run_staged(plan, rep, &on_step, stage).await;
     report(
         out,
         &reporter::Event::ScenarioFinished { label, result: &r },
@@ -349,27 +354,73 @@ async fn run_reported(
     r
 }
 
+/// How long past its own limit ([`Engine::run_staged`]: `timeout_s` plus
+/// [`rtc_harness::engine::RUN_OVERRUN`]) a run's task may go before it is aborted from
+/// outside: only a task that is no longer polled gets here.
+const TASK_MARGIN: Duration = Duration::from_secs(30);
+
+/// A run in a task of its own, so that runs go on at once on every worker thread and one that
+/// stops being polled cannot hold the others up: it is aborted once past its limit (dropping
+/// it kills what it started) and reported as failed, naming the stage it was in.
+async fn run_task(shared: &Shared, job: &Job) -> RunResult {
+    let stage = Arc::new(Stage::default());
+    let task = tokio::spawn({
+        let (shared, plan, stage) = (shared.clone(), job.plan.clone(), stage.clone());
+        let (rep, n, label) = (job.rep, job.n, job.label.clone());
+        async move { run_reported(&shared, &plan, rep, n, &label, &stage).await }
+    });
+    // Dropping this future (Ctrl-C drops the whole run) aborts the task too.
+    let mut task = AbortOnDrop(task);
+    let limit = job.plan.timeout + rtc_harness::engine::RUN_OVERRUN + TASK_MARGIN;
+    let why = match tokio::time::timeout(limit, &mut task.0).await {
+        Ok(Ok(r)) => return r,
+        Ok(Err(e)) => format!("the run's task ended without a result: {e}"),
+        Err(_) => format!(
+            "the run's task was aborted after {} s: it stopped making progress in {} (a \
+             harness bug: please report it with this run's logs)",
+            limit.as_secs(),
+            stage.get()
+        ),
+    };
+    drop(task);
+    let r = RunResult::unfinished(&job.plan, job.rep, why, limit);
+    report(
+        &shared.1,
+        &reporter::Event::ScenarioFinished {
+            label: &job.label,
+            result: &r,
+        },
+    );
+    r
+}
+
+/// A task handle that aborts its task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// One scenario run to do.
-struct Job<'a> {
-    plan: &'a Plan,
+struct Job {
+    plan: Arc<Plan>,
     rep: u32,
+    /// Its place in the whole run, from 1.
+    n: u64,
     label: String,
 }
 
 /// Runs `jobs`, up to `parallel` at a time, with results in the order of `jobs`
 /// ([`rtc_harness::runner::in_order`]); a plan with a step that acts on what every run shares
 /// ([`Plan::exclusive`], e.g. `restart_signaling`) runs alone.
-async fn run_jobs(
-    harness: &Harness,
-    jobs: Vec<Job<'_>>,
-    parallel: usize,
-    out: &std::sync::Mutex<reporter::Fanout>,
-) -> Vec<RunResult> {
+async fn run_jobs(shared: &Shared, jobs: Vec<Job>, parallel: usize) -> Vec<RunResult> {
     rtc_harness::runner::in_order(
         &jobs,
         parallel,
         |job| job.plan.exclusive(),
-        |i, job| run_reported(harness, job.plan, job.rep, i as u64 + 1, &job.label, out),
+        |_, job| run_task(shared, job),
     )
     .await
 }
@@ -386,12 +437,12 @@ fn report(out: &std::sync::Mutex<reporter::Fanout>, event: &reporter::Event<'_>)
 
 /// The final event: a report file that cannot be written is its own exit code.
 fn finish(
-    out: std::sync::Mutex<reporter::Fanout>,
+    out: &std::sync::Mutex<reporter::Fanout>,
     results: &[RunResult],
     matrix: Option<&matrix::Matrix>,
 ) -> Result<(), ExitCode> {
     let summaries = report::summaries(results);
-    let mut out = out.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
     out.report(&reporter::Event::RunFinished {
         results,
         summaries: &summaries,
@@ -442,18 +493,26 @@ async fn matrix(args: MatrixArgs) -> ExitCode {
             total: pairs.len() as u64 * u64::from(args.repeat),
         },
     );
-    let plans: Vec<Plan> = pairs
+    let plans: Vec<Arc<Plan>> = pairs
         .iter()
-        .map(|(o, a)| matrix::instantiate(&template, o.clone(), a.clone()))
+        .map(|(o, a)| Arc::new(matrix::instantiate(&template, o.clone(), a.clone())))
         .collect();
     let mut jobs = Vec::new();
     for plan in &plans {
         for rep in 1..=args.repeat {
             let label = format!("{} (run {rep}/{})", plan.name, args.repeat);
-            jobs.push(Job { plan, rep, label });
+            let n = jobs.len() as u64 + 1;
+            jobs.push(Job {
+                plan: plan.clone(),
+                rep,
+                n,
+                label,
+            });
         }
     }
-    let runs = run_jobs(&harness, jobs, args.jobs.into(), &out).await;
+    let shared: Shared = (Arc::new(harness), Arc::new(out));
+    let runs = run_jobs(&shared, jobs, args.jobs.into()).await;
+    let (harness, out) = shared;
     let cells = pairs
         .iter()
         .zip(runs.chunks(args.repeat as usize))
@@ -466,7 +525,7 @@ async fn matrix(args: MatrixArgs) -> ExitCode {
         kinds,
         cells,
     };
-    if let Err(code) = finish(out, &runs, Some(&m)) {
+    if let Err(code) = finish(&out, &runs, Some(&m)) {
         return code;
     }
     if runs.iter().any(|r| r.verdict == Verdict::SetupError) {
@@ -560,20 +619,28 @@ async fn run(args: RunArgs) -> ExitCode {
         },
     );
     let mut jobs = Vec::new();
-    for plan in &plans {
+    for plan in plans.into_iter().map(Arc::new) {
         for rep in 1..=args.repeat {
             let label = if args.repeat > 1 {
                 format!("{} (run {rep}/{})", plan.name, args.repeat)
             } else {
                 plan.name.clone()
             };
-            jobs.push(Job { plan, rep, label });
+            let n = jobs.len() as u64 + 1;
+            jobs.push(Job {
+                plan: plan.clone(),
+                rep,
+                n,
+                label,
+            });
         }
     }
-    let results = run_jobs(&harness, jobs, args.jobs.into(), &out).await;
+    let shared: Shared = (Arc::new(harness), Arc::new(out));
+    let results = run_jobs(&shared, jobs, args.jobs.into()).await;
+    let (harness, out) = shared;
     harness.shutdown().await;
     print_outside_logs();
-    if let Err(code) = finish(out, &results, None) {
+    if let Err(code) = finish(&out, &results, None) {
         return code;
     }
     gate(&results, base.as_ref(), &args.gate)
@@ -724,7 +791,7 @@ fn merge(args: MergeArgs) -> ExitCode {
             t.passed, t.failed, t.setup_errors
         );
     }
-    if let Err(code) = finish(out, &runs, merged.as_ref()) {
+    if let Err(code) = finish(&out, &runs, merged.as_ref()) {
         return code;
     }
     // The codes `matrix` and `run` give: a setup error first, then a failed cell or run.

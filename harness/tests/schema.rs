@@ -12,6 +12,14 @@ const REGENERATE: &str = "regenerate it with `cargo run -p rtc-harness --bin rtc
 /// here).
 const NOT_SHAPE_ERRORS: &[(&str, &str)] = &[
     (
+        "load-with-peers.toml",
+        "rule between tables: [load] makes its own peers",
+    ),
+    (
+        "load-ramp-too-slow.toml",
+        "rule between keys: ramp, hold and timeout_s",
+    ),
+    (
         "app-placeholder-without-app.toml",
         "rule between tables: {app} needs [app]",
     ),

@@ -95,6 +95,11 @@ impl RunSetup {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
+        if let Some(l) = &plan.load
+            && let Some(why) = crate::load::fd_shortfall(l.pairs, crate::load::raise_fd_limit())
+        {
+            return Err(fail(SetupError::DescriptorLimit(why), &setup));
+        }
         if let Some(a) = &plan.app {
             match crate::app::App::start(a, &engine.log_dir, &label).await {
                 Ok(app) => setup.app = Some(app),
@@ -285,6 +290,36 @@ pub struct RunCx<'a> {
     pub(crate) signaling_admin: Option<&'a rtc_signaling::Admin>,
     pub(crate) serial: u64,
     pub(crate) sampler: &'a mut Sampler,
+    pub(crate) phase: &'a Stage,
+}
+
+/// What a run is doing now: a stage (a step, teardown) and what it waits on inside it. Only
+/// read when a run overran every deadline ([`super::RUN_OVERRUN`]): then it says where.
+#[derive(Debug, Default)]
+pub struct Stage(std::sync::Mutex<(String, String)>);
+
+impl Stage {
+    /// A new stage; clears the detail.
+    pub(crate) fn set(&self, stage: impl Into<String>) {
+        let stage = stage.into();
+        tracing::debug!("run stage: {stage}");
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = (stage, String::new());
+    }
+
+    /// What the current stage waits on.
+    pub(crate) fn detail(&self, what: impl Into<String>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).1 = what.into();
+    }
+
+    /// The stage and, after a comma, what it waits on (empty before the run began).
+    pub fn get(&self) -> String {
+        let g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if g.1.is_empty() {
+            g.0.clone()
+        } else {
+            format!("{}, {}", g.0, g.1)
+        }
+    }
 }
 
 impl RunCx<'_> {
@@ -360,14 +395,13 @@ impl RunCx<'_> {
         what: impl Into<String>,
         fut: impl std::future::Future<Output = Result<T, PeerError>>,
     ) -> Result<T, StepError> {
+        let what = what.into();
+        self.phase.detail(format!("waiting for {what}"));
         match tokio::time::timeout_at(self.deadline.at, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(source)) => Err(StepError::Peer {
-                what: what.into(),
-                source,
-            }),
+            Ok(Err(source)) => Err(StepError::Peer { what, source }),
             Err(_) => Err(StepError::CommandDeadline {
-                what: what.into(),
+                what,
                 limit: self.deadline.what.clone(),
             }),
         }
@@ -426,6 +460,8 @@ impl RunCx<'_> {
                 if closed {
                     continue;
                 }
+                self.phase
+                    .detail(format!("taking stats of {}'s connection {c}", p.id));
                 if let Ok(Ok(stats)) = tokio::time::timeout(STATS_DEADLINE, p.peer.stats(c)).await {
                     self.sampler.samples.push(StatsSample {
                         t_ms: self.clock.now_unix_ms() - self.origin,

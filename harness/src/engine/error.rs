@@ -16,6 +16,9 @@ pub enum SetupError {
     /// The scenario's coturn did not start.
     #[error("the embedded TURN server could not start: {0}")]
     Turn(#[source] PeerError),
+    /// A `[load]` larger than the process's descriptor limit.
+    #[error("{0}")]
+    DescriptorLimit(String),
     /// A peer did not start (a missing browser or driver, a session refused, its deadline).
     #[error("peer {peer:?} ({kind}) could not start: {source}")]
     Launch {

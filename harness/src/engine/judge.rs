@@ -21,6 +21,8 @@ pub struct Observed<'a> {
     pub media: &'a BTreeMap<String, MediaCounters>,
     /// Every stats sample.
     pub stats: &'a [StatsSample],
+    /// A load run's report.
+    pub load: Option<&'a crate::load::LoadReport>,
 }
 
 /// The judge's answer.
@@ -32,6 +34,40 @@ pub struct Judgement {
     pub reason: Option<String>,
     /// Every unmet expectation.
     pub failures: Vec<Failure>,
+}
+
+/// A load run's own bounds: the share of pairs connected, the p95 of their setup times.
+fn load_failures(want: &crate::scenario::LoadPlan, got: &crate::load::LoadReport) -> Vec<Failure> {
+    let mut out = Vec::new();
+    if got.connected_pct < want.min_connected_pct {
+        out.push(Failure {
+            peer: "load".into(),
+            key: "min_connected_pct".into(),
+            expected: format!(
+                "at least {}% of {} pairs connected",
+                want.min_connected_pct, want.pairs
+            ),
+            observed: format!("{} connected ({:.1}%)", got.connected, got.connected_pct),
+        });
+    }
+    if let Some(max) = want.setup_ms_p95_max {
+        match got.setup_ms {
+            Some(p) if p.p95 <= max => {}
+            Some(p) => out.push(Failure {
+                peer: "load".into(),
+                key: "setup_ms_p95_max".into(),
+                expected: format!("p95 setup_ms at most {max} ms"),
+                observed: format!("p95 {:.1} ms over {} pairs", p.p95, p.n),
+            }),
+            None => out.push(Failure {
+                peer: "load".into(),
+                key: "setup_ms_p95_max".into(),
+                expected: format!("p95 setup_ms at most {max} ms"),
+                observed: "no pair connected".into(),
+            }),
+        }
+    }
+    out
 }
 
 /// Checks every expectation of `plan` against what was observed, then applies the plan's
@@ -113,6 +149,9 @@ pub fn judge(plan: &Plan, seen: &Observed<'_>) -> Judgement {
             seen.media.get(&exp.peer),
             last,
         ));
+    }
+    if let (Some(want), Some(got)) = (&plan.load, seen.load) {
+        failures.extend(load_failures(want, got));
     }
     let failed = seen.step_error.is_some() || !failures.is_empty();
     let reason = seen
@@ -210,6 +249,7 @@ connection_state = ["new", "connecting", "connected"]
                 metrics: &BTreeMap::new(),
                 media: &BTreeMap::new(),
                 stats: &[],
+                load: None,
             },
         )
     }

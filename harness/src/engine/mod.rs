@@ -21,6 +21,7 @@ use crate::peer::{Launchers, PeerError, PeerInfo, RawEvent};
 use crate::scenario::Plan;
 use crate::timeline::{Endpoint, EventKind, StateMachine, Timeline};
 use crate::verdict::Failure;
+pub use context::Stage;
 use context::{Deadline, RunCx, RunSetup, Sampler};
 pub use error::{SetupError, StepError};
 use serde::Serialize;
@@ -40,6 +41,11 @@ const MEDIA_DEADLINE: Duration = Duration::from_secs(5);
 const DIAGNOSIS_EVENTS: usize = 8;
 /// How often a waiting step looks at the app under test's process.
 const APP_CHECK_EVERY: Duration = Duration::from_millis(250);
+/// How long a run may go on past its scenario's `timeout_s` before the engine gives up on it
+/// (see [`Engine::run`]): every peer may take [`LAUNCH_DEADLINE`] to start, and flushing,
+/// media counters and teardown have deadlines of their own, which this covers with room to
+/// spare. Reaching it is a harness bug: some wait had no deadline.
+pub const RUN_OVERRUN: Duration = Duration::from_secs(LAUNCH_DEADLINE.as_secs() + 60);
 
 /// The outcome of one scenario run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -99,6 +105,9 @@ pub struct RunResult {
     /// Library log files and counts of this run (`None` when nothing captured them, e.g. under
     /// `cargo test`).
     pub logs: Option<crate::logs::RunLogs>,
+    /// A `[load]` run's pairs connected, setup-time percentiles and process samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<crate::load::LoadReport>,
 }
 
 /// A named point on the timeline (a `mark` step).
@@ -168,6 +177,11 @@ impl Engine {
 
     /// Whether every kind the plan needs is installed; the error names what is missing.
     pub fn check_kinds(&self, plan: &Plan) -> Result<(), PeerError> {
+        if let Some(l) = &plan.load
+            && let Some(why) = crate::load::fd_shortfall(l.pairs, crate::load::raise_fd_limit())
+        {
+            return Err(PeerError::failed(why));
+        }
         if plan.ice.needs_coturn() {
             crate::turn::find()?;
         }
@@ -199,11 +213,47 @@ impl Engine {
         repetition: u32,
         on_step: &(dyn Fn(usize, &str) + Sync),
     ) -> RunResult {
+        self.run_staged(plan, repetition, on_step, &Stage::default())
+            .await
+    }
+
+    /// [`Engine::run`], telling `stage` what the run is doing as it goes (a caller that runs
+    /// it in a task of its own reads it if that task stops answering).
+    pub async fn run_staged(
+        &self,
+        plan: &Plan,
+        repetition: u32,
+        on_step: &(dyn Fn(usize, &str) + Sync),
+        phase: &Stage,
+    ) -> RunResult {
         let capture = crate::logs::begin(&self.log_dir, plan, repetition);
-        let mut result = self
-            .run_captured(plan, repetition, on_step)
-            .instrument(capture.span().clone())
-            .await;
+        let limit = plan.timeout + RUN_OVERRUN;
+        let run = self
+            .run_captured(plan, repetition, on_step, phase)
+            .instrument(capture.span().clone());
+        let mut result = match tokio::time::timeout(limit, run).await {
+            Ok(r) => r,
+            Err(_) => {
+                // The run's future is dropped here: its peers with it (browsers and apps are
+                // killed on drop), so the next run starts clean.
+                let r = RunResult::unfinished(
+                    plan,
+                    repetition,
+                    format!(
+                        "the run did not finish within {} s (timeout_s = {} plus {} s for \
+                         start-up and teardown): it was stuck in {}; this is a harness bug (a \
+                         wait without a deadline), please report it with this run's logs",
+                        limit.as_secs(),
+                        plan.timeout.as_secs(),
+                        RUN_OVERRUN.as_secs(),
+                        phase.get()
+                    ),
+                    limit,
+                );
+                tracing::error!("{}: {}", plan.name, r.reason.as_deref().unwrap_or_default());
+                r
+            }
+        };
         capture.finish_into(&mut result, plan);
         result
     }
@@ -213,8 +263,15 @@ impl Engine {
         plan: &Plan,
         repetition: u32,
         on_step: &(dyn Fn(usize, &str) + Sync),
+        phase: &Stage,
     ) -> RunResult {
         let wall = Instant::now();
+        let sampler_task = plan
+            .load
+            .as_ref()
+            .map(|l| ProcessSampler::start(l.sample_every));
+        let load_marks = std::sync::Mutex::new(crate::load::Marks::default());
+        phase.set("starting the set-up (network lab, TURN server, app, peers)");
         // Each run its own serial (and so its own signaling rooms), even when runs overlap.
         let serial = self.run_serial.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel::<RawEvent>();
@@ -258,9 +315,30 @@ impl Engine {
             signaling_admin: self.signaling_admin.as_ref(),
             serial,
             sampler: &mut sampler,
+            phase,
         };
-        let step_error = run_steps(plan, &mut cx, on_step, &mut result.steps_completed).await;
+        let step_error = run_steps(
+            plan,
+            &mut cx,
+            &|i, desc| {
+                phase.set(format!("step {} ({desc})", i + 1));
+                if plan.load.is_some() {
+                    // A load plan's steps: connect every pair, hold, close every peer.
+                    let now = Some(wall.elapsed().as_secs_f64() * 1000.0);
+                    let mut m = load_marks.lock().unwrap_or_else(|e| e.into_inner());
+                    match i {
+                        1 => m.connected_ms = now,
+                        2 => m.closing_ms = now,
+                        _ => {}
+                    }
+                }
+                on_step(i, desc)
+            },
+            &mut result.steps_completed,
+        )
+        .await;
         let end = cx.now_ms();
+        phase.set("flushing the peers' events");
         // What is judged: every event that arrived while the steps ran (a browser's stamp may
         // map a little past `end`: its clock offset has an error and Firefox's timer is coarse),
         // plus events in flight that were stamped before `end`. Anything later is teardown.
@@ -272,6 +350,7 @@ impl Engine {
             }
             cx.timeline.push(ev);
         }
+        phase.set("collecting media counters");
         result.media = collect_media(plan, &setup, &judged).await;
         for p in &setup.peers {
             let lines = p.peer.console();
@@ -279,12 +358,31 @@ impl Engine {
                 result.console.insert(p.id.clone(), lines);
             }
         }
+        phase.set("teardown");
         setup.teardown().await;
+        phase.set("judging");
         while let Ok(ev) = rx.try_recv() {
             timeline.push(context::place(ev, origin));
         }
         result.stats = std::mem::take(&mut sampler.samples);
         result.metrics = peer_metrics(plan, &judged);
+        if let (Some(l), Some(task)) = (&plan.load, sampler_task) {
+            let samples = task.stop().await;
+            let connected = |p: &str| {
+                judged
+                    .peer_states(p, StateMachine::Connection)
+                    .iter()
+                    .any(|(_, s)| *s == "connected")
+            };
+            let marks = *load_marks.lock().unwrap_or_else(|e| e.into_inner());
+            result.load = Some(crate::load::report(
+                l.pairs,
+                &result.metrics,
+                connected,
+                samples,
+                marks,
+            ));
+        }
         result.explanations = explanations(plan, &judged, &result.metrics, &result.stats);
         result.marks = judged
             .marks()
@@ -301,6 +399,7 @@ impl Engine {
                 metrics: &result.metrics,
                 media: &result.media,
                 stats: &result.stats,
+                load: result.load.as_ref(),
             },
         );
         result.verdict = j.verdict;
@@ -314,6 +413,15 @@ impl Engine {
 }
 
 impl RunResult {
+    /// A failed run that never came to a verdict (it overran every deadline, or its task
+    /// panicked): `reason` says why, `wall` how long it was given.
+    pub fn unfinished(plan: &Plan, repetition: u32, reason: String, wall: Duration) -> Self {
+        let mut r = RunResult::new(plan, repetition);
+        r.reason = Some(reason);
+        r.wall_ms = wall.as_secs_f64() * 1000.0;
+        r
+    }
+
     fn new(plan: &Plan, repetition: u32) -> Self {
         RunResult {
             name: plan.name.clone(),
@@ -337,7 +445,51 @@ impl RunResult {
             marks: Vec::new(),
             timeline: Timeline::new(),
             logs: None,
+            load: None,
         }
+    }
+}
+
+/// Samples the harness process every `every` in a task of its own (see [`crate::load`]),
+/// from before the set-up until after the teardown.
+struct ProcessSampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Vec<crate::load::ResourceSample>>,
+}
+
+impl ProcessSampler {
+    fn start(every: Duration) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let t0 = Instant::now();
+        let task = tokio::spawn(async move {
+            let mut probe = crate::load::ProcessProbe::default();
+            let mut out = Vec::new();
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            // An interval's first tick is at once.
+            tick.tick().await;
+            let mut settle_until: Option<Instant> = None;
+            loop {
+                let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                out.extend(probe.sample(ms));
+                if settle_until.is_some_and(|u| Instant::now() >= u) {
+                    break;
+                }
+                tokio::select! {
+                    _ = &mut stopped, if settle_until.is_none() => {
+                        settle_until = Some(Instant::now() + crate::load::SETTLE);
+                    }
+                    _ = tick.tick() => {}
+                }
+            }
+            out
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) -> Vec<crate::load::ResourceSample> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
     }
 }
 
@@ -380,7 +532,9 @@ async fn run_steps(
 /// One step: start it, then wait on the timeline until it is done, stuck, or out of time.
 async fn run_step(step: &dyn Step, cx: &mut RunCx<'_>) -> Result<(), StepError> {
     let errors_before = errors(cx.timeline);
+    cx.phase.detail("starting");
     let watch = step.start(cx).await?;
+    cx.phase.detail("waiting on the timeline");
     let mut next_app_check = Instant::now();
     loop {
         cx.drain();
@@ -436,6 +590,7 @@ async fn run_step(step: &dyn Step, cx: &mut RunCx<'_>) -> Result<(), StepError> 
             }
         }
     }
+    cx.phase.detail("finishing");
     step.finish(cx).await
 }
 

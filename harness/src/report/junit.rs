@@ -142,6 +142,7 @@ mod tests {
             marks: Vec::new(),
             timeline,
             logs: None,
+            load: None,
         }
     }
 

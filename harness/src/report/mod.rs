@@ -133,7 +133,9 @@ pub fn render_run(r: &RunResult) -> String {
             out.push_str(&format!("      {line}\n"));
         }
     }
-    if !r.metrics.is_empty() {
+    if let Some(l) = &r.load {
+        out.push_str(&render_load(l));
+    } else if !r.metrics.is_empty() {
         out.push_str(&format!(
             "      {:<10} {:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
             "peer", "product", "signaling", "gathering", "ice", "dtls", "setup", "first_msg"
@@ -190,6 +192,47 @@ pub fn render_run(r: &RunResult) -> String {
             out.push_str(&format!("      timeline of {p}:\n"));
             out.push_str(&r.timeline.render_peer(p));
         }
+    }
+    out
+}
+
+/// A load run's lines: pairs connected, setup-time percentiles, the process before, at its
+/// peak and after.
+pub fn render_load(l: &crate::load::LoadReport) -> String {
+    let mut out = format!(
+        "      load: {} of {} pairs connected ({:.1}%)\n",
+        l.connected, l.pairs, l.connected_pct
+    );
+    if let Some(p) = &l.setup_ms {
+        out.push_str(&format!(
+            "      pair setup_ms: p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}  (n = {})\n",
+            p.p50, p.p95, p.p99, p.max, p.n
+        ));
+    }
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    for (name, s) in [("before", l.before), ("peak", l.peak), ("after", l.after)] {
+        if let Some(s) = s {
+            out.push_str(&format!(
+                "      process {name:<6} at {:>8.0} ms: RSS {:>7.1} MiB, {:>5} open fds ({:>5} sockets), CPU {:>5.1}%\n",
+                s.t_ms,
+                mib(s.rss_bytes),
+                s.open_fds,
+                s.open_sockets,
+                s.cpu_pct
+            ));
+        }
+    }
+    if let Some(b) = l.rss_per_pair_bytes {
+        out.push_str(&format!(
+            "      RSS per connected pair: {:.1} KiB\n",
+            b / 1024.0
+        ));
+    }
+    if let Some(peak_cpu) = l.samples.iter().map(|s| s.cpu_pct).reduce(f64::max) {
+        out.push_str(&format!(
+            "      CPU peak {peak_cpu:.1}% of one core over {} samples\n",
+            l.samples.len()
+        ));
     }
     out
 }

@@ -38,7 +38,12 @@ pub struct ScenarioFile {
     /// one running elsewhere (`url`). Browser peers with a `url` load its pages.
     #[serde(default)]
     pub app: Option<AppEntry>,
+    /// A load scenario: generated peer pairs connecting at once (then `peers` and `steps`
+    /// stay empty: the table makes them).
+    #[serde(default)]
+    pub load: Option<LoadEntry>,
     /// The peers taking part.
+    #[serde(default)]
     pub peers: Vec<PeerEntry>,
     /// Steps, run in order: each a table whose `action` names its kind (shapes:
     /// [`crate::engine::steps`]).
@@ -434,6 +439,34 @@ pub struct PeerEntry {
     /// Bot only: time in `disconnected` (or checking without success) before `failed`, ms
     /// (webrtc-rs default 25000).
     pub ice_failed_timeout_ms: Option<u64>,
+}
+
+/// The `[load]` table: `pairs` generated pairs of peers (`o001`/`a001`, ...), each pair one
+/// connection, connected `ramp_per_s` a second, held `hold_ms`, then closed.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadEntry {
+    /// How many pairs (1 to 1000).
+    #[schemars(range(min = 1, max = 1000))]
+    pub pairs: u32,
+    /// Pairs whose connect starts each second (default: all at once).
+    pub ramp_per_s: Option<f64>,
+    /// The kind of every generated peer (default `bot`).
+    pub kind: Option<PeerKind>,
+    /// Label of a data channel each offerer creates.
+    pub data_channel: Option<String>,
+    /// Media each pair sends both ways: `audio`, `video`.
+    pub media: Option<Vec<MediaKind>>,
+    /// Trickle ICE (default: `[ice] trickle`, else true).
+    pub trickle: Option<bool>,
+    /// How long every connection is kept up once all pairs have settled, ms (default 1000).
+    pub hold_ms: Option<u64>,
+    /// The share of pairs that must connect, % (default 100).
+    pub min_connected_pct: Option<f64>,
+    /// Fail when the pairs' p95 setup time is above this, ms (default: no bound).
+    pub setup_ms_p95_max: Option<f64>,
+    /// How often the harness samples its CPU, memory and descriptors, ms (default 250).
+    pub sample_every_ms: Option<u64>,
 }
 
 /// A media kind (W3C `MediaStreamTrack.kind`).

@@ -32,8 +32,8 @@ pub use file::{
 };
 pub use plan::{
     AppMessage, AppPlan, AppReceived, AppSignalingPlan, BotTimers, CANDIDATE_TYPES, ConnectionPlan,
-    DEFAULT_APP_READY_TIMEOUT_MS, EmbeddedTurnPlan, Expectation, IcePlan, NetworkPlan, PeerNetwork,
-    PeerPlan, Plan, StepPlan, TokenPlan, is_page_connection_id,
+    DEFAULT_APP_READY_TIMEOUT_MS, EmbeddedTurnPlan, Expectation, IcePlan, LoadPlan, NetworkPlan,
+    PeerNetwork, PeerPlan, Plan, StepPlan, TokenPlan, is_page_connection_id,
 };
 pub(crate) use plan::{Checker, Seg, checked_loss_pct};
 pub use schema::scenario_schema;

@@ -2,8 +2,8 @@
 //! keys its action needs, and no step is impossible given the steps before it.
 
 use super::file::{
-    AppEntry, ExpectEntry, IceEntry, IcePolicy, IceServerEntry, MediaKind, Nat, NetworkEntry,
-    PeerEntry, PeerKind, ScenarioFile, TurnTransport, UdpPolicy,
+    AppEntry, ExpectEntry, IceEntry, IcePolicy, IceServerEntry, LoadEntry, MediaKind, Nat,
+    NetworkEntry, PeerEntry, PeerKind, ScenarioFile, TurnTransport, UdpPolicy,
 };
 use super::{ScenarioError, line_column};
 use crate::engine::steps::{self, BuildCx, Step};
@@ -46,13 +46,16 @@ pub struct Plan {
     pub connections: Vec<ConnectionPlan>,
     /// Expectations.
     pub expectations: Vec<Expectation>,
+    /// The `[load]` table, checked (its peers and steps are in `peers` and `steps`).
+    pub load: Option<LoadPlan>,
 }
 
 impl Plan {
     /// Whether a step acts on what every run of the process shares (see
-    /// [`crate::engine::steps::Step::exclusive`]): such a plan runs alone under `--jobs`.
+    /// [`crate::engine::steps::Step::exclusive`]), or the plan is a load run (it measures the
+    /// whole process): such a plan runs alone under `--jobs`.
     pub fn exclusive(&self) -> bool {
-        self.steps.iter().any(|s| s.step.exclusive())
+        self.load.is_some() || self.steps.iter().any(|s| s.step.exclusive())
     }
 
     /// The peer kinds this scenario needs.
@@ -60,6 +63,28 @@ impl Plan {
         self.peers.iter().map(|p| p.kind.clone()).collect()
     }
 }
+
+/// A checked `[load]` table (see [`crate::load`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadPlan {
+    /// Number of generated pairs.
+    pub pairs: u32,
+    /// Pairs started each second (`None`: all at once).
+    pub ramp_per_s: Option<f64>,
+    /// Kind of every generated peer.
+    pub kind: PeerKind,
+    /// How long the connections are held, ms.
+    pub hold_ms: u64,
+    /// The share of pairs that must connect, %.
+    pub min_connected_pct: f64,
+    /// Bound on the pairs' p95 setup time, ms.
+    pub setup_ms_p95_max: Option<f64>,
+    /// How often the process is sampled.
+    pub sample_every: Duration,
+}
+
+/// Most pairs a `[load]` table may ask for.
+pub const MAX_LOAD_PAIRS: u32 = 1000;
 
 /// The candidate types (RFC 8445 §5.1.1, W3C `RTCIceCandidateType`).
 pub const CANDIDATE_TYPES: [&str; 4] = ["host", "srflx", "prflx", "relay"];
@@ -545,6 +570,16 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
     }
 
     let (ice, trickle_default) = check_ice(&c, raw.ice.as_ref())?;
+    let mut raw = raw;
+    let load = match raw.load.take() {
+        None => None,
+        Some(l) => {
+            let (plan, peers, steps) = check_load(&c, &l, &raw, timeout_s)?;
+            raw.peers = peers;
+            raw.steps = steps;
+            Some(plan)
+        }
+    };
     let app = raw
         .app
         .as_ref()
@@ -599,6 +634,10 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
         },
     )?;
     let expectations = check_expectations(&c, &raw.expect, &peers, &connections)?;
+    let steps = match &load {
+        Some(l) => group_load_steps(steps, l),
+        None => steps,
+    };
 
     Ok(Plan {
         name: raw.name,
@@ -606,7 +645,12 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
         source: path.to_owned(),
         timeout: Duration::from_secs(timeout_s),
         expected_failure: raw.expected_failure,
-        stats_interval: match raw.stats_interval_ms.unwrap_or(1000) {
+        // A load run samples getStats only at the end of its steps unless asked: hundreds of
+        // connections sampled each second would be the load.
+        stats_interval: match raw
+            .stats_interval_ms
+            .unwrap_or(if load.is_some() { 0 } else { 1000 })
+        {
             0 => None,
             ms => Some(Duration::from_millis(ms)),
         },
@@ -617,7 +661,205 @@ pub(super) fn build(path: &Path, text: &str, raw: ScenarioFile) -> Result<Plan, 
         steps,
         connections,
         expectations,
+        load,
     })
+}
+
+/// Checks a `[load]` table and makes the peers and step tables it stands for: per pair a
+/// `connect` (with a data channel `load` when the table asks for neither a data channel nor
+/// media), then one `wait` of `hold_ms`, then a `close` of every peer.
+fn check_load(
+    c: &Checker<'_>,
+    l: &LoadEntry,
+    raw: &ScenarioFile,
+    timeout_s: u64,
+) -> Result<(LoadPlan, Vec<PeerEntry>, Vec<toml::Table>), ScenarioError> {
+    let at = |k| [Seg::Key("load"), Seg::Key(k)];
+    for (key, given) in [
+        ("peers", !raw.peers.is_empty()),
+        ("steps", !raw.steps.is_empty()),
+        ("network", raw.network.is_some()),
+        ("app", raw.app.is_some()),
+    ] {
+        if given {
+            return Err(c.err(
+                &[Seg::Key(key)],
+                format!(
+                    "a [load] scenario makes its own peers and steps and runs on loopback: \
+                     remove `{key}` (or the [load] table)"
+                ),
+            ));
+        }
+    }
+    if l.pairs == 0 || l.pairs > MAX_LOAD_PAIRS {
+        return Err(c.err(
+            &at("pairs"),
+            format!("must be between 1 and {MAX_LOAD_PAIRS}, got {}", l.pairs),
+        ));
+    }
+    if let Some(r) = l.ramp_per_s
+        && !(r.is_finite() && r > 0.0)
+    {
+        return Err(c.err(
+            &at("ramp_per_s"),
+            format!("must be a positive number of pairs a second, got {r}"),
+        ));
+    }
+    let hold_ms = l.hold_ms.unwrap_or(1000);
+    let ramp_ms = l
+        .ramp_per_s
+        .map(|r| (f64::from(l.pairs - 1) / r * 1000.0) as u64)
+        .unwrap_or(0);
+    if hold_ms + ramp_ms >= timeout_s * 1000 {
+        return Err(c.err(
+            &at(if l.hold_ms.is_some() {
+                "hold_ms"
+            } else {
+                "ramp_per_s"
+            }),
+            format!(
+                "the ramp ({ramp_ms} ms) and the hold ({hold_ms} ms) leave no time to connect \
+                 within the scenario's timeout_s ({timeout_s} s)"
+            ),
+        ));
+    }
+    let min_connected_pct = l.min_connected_pct.unwrap_or(100.0);
+    if !(0.0..=100.0).contains(&min_connected_pct) {
+        return Err(c.err(
+            &at("min_connected_pct"),
+            format!("must be between 0 and 100, got {min_connected_pct}"),
+        ));
+    }
+    if let Some(m) = l.setup_ms_p95_max
+        && !(m.is_finite() && m > 0.0)
+    {
+        return Err(c.err(
+            &at("setup_ms_p95_max"),
+            format!("must be a positive number of ms, got {m}"),
+        ));
+    }
+    let sample_every_ms = l.sample_every_ms.unwrap_or(250);
+    if !(10..=60_000).contains(&sample_every_ms) {
+        return Err(c.err(
+            &at("sample_every_ms"),
+            format!("must be between 10 and 60000 ms, got {sample_every_ms}"),
+        ));
+    }
+    if let Some(label) = &l.data_channel
+        && (label.is_empty() || label.len() > 65_535)
+    {
+        return Err(c.err(&at("data_channel"), "label must be 1 to 65535 bytes"));
+    }
+    let kind = l.kind.clone().unwrap_or(PeerKind::Bot);
+    let media = l.media.clone().unwrap_or_default();
+    let data_channel = match (&l.data_channel, media.is_empty()) {
+        (Some(d), _) => Some(d.clone()),
+        (None, true) => Some("load".to_string()),
+        (None, false) => None,
+    };
+    let mut peers = Vec::new();
+    let mut connects = Vec::new();
+    let mut closes = Vec::new();
+    for i in 1..=l.pairs {
+        let (o, a) = crate::load::pair_ids(i);
+        for id in [&o, &a] {
+            peers.push(PeerEntry {
+                id: id.clone(),
+                kind: kind.clone(),
+                fresh_browser: None,
+                url: None,
+                instrument: None,
+                ice_check_interval_ms: None,
+                host_acceptance_wait_ms: None,
+                srflx_acceptance_wait_ms: None,
+                prflx_acceptance_wait_ms: None,
+                relay_acceptance_wait_ms: None,
+                ice_disconnected_timeout_ms: None,
+                ice_failed_timeout_ms: None,
+            });
+        }
+        let mut t = toml::Table::new();
+        t.insert("action".into(), "connect".into());
+        t.insert("offerer".into(), o.clone().into());
+        t.insert("answerer".into(), a.clone().into());
+        if let Some(d) = &data_channel {
+            t.insert("data_channel".into(), d.clone().into());
+        }
+        if !media.is_empty() {
+            let m: Vec<toml::Value> = media
+                .iter()
+                .map(|k| {
+                    match k {
+                        MediaKind::Audio => "audio",
+                        MediaKind::Video => "video",
+                    }
+                    .into()
+                })
+                .collect();
+            t.insert("media".into(), toml::Value::Array(m));
+        }
+        if let Some(tr) = l.trickle {
+            t.insert("trickle".into(), tr.into());
+        }
+        connects.push(t);
+        for id in [o, a] {
+            let mut t = toml::Table::new();
+            t.insert("action".into(), "close".into());
+            t.insert("peer".into(), id.into());
+            closes.push(t);
+        }
+    }
+    let mut wait = toml::Table::new();
+    wait.insert("action".into(), "wait".into());
+    wait.insert("ms".into(), (hold_ms as i64).into());
+    let mut steps = connects;
+    steps.push(wait);
+    steps.extend(closes);
+    Ok((
+        LoadPlan {
+            pairs: l.pairs,
+            ramp_per_s: l.ramp_per_s,
+            kind,
+            hold_ms,
+            min_connected_pct,
+            setup_ms_p95_max: l.setup_ms_p95_max,
+            sample_every: Duration::from_millis(sample_every_ms),
+        },
+        peers,
+        steps,
+    ))
+}
+
+/// The checked steps of a load plan as three: every connect together (ramped), the hold,
+/// every close together.
+fn group_load_steps(mut steps: Vec<StepPlan>, l: &LoadPlan) -> Vec<StepPlan> {
+    let n = l.pairs as usize;
+    let closes: Vec<Arc<dyn Step>> = steps.split_off(n + 1).into_iter().map(|s| s.step).collect();
+    let hold = steps.pop().expect("the hold step");
+    let connects: Vec<Arc<dyn Step>> = steps.into_iter().map(|s| s.step).collect();
+    let ramp = l
+        .ramp_per_s
+        .map(|r| format!(", {r} a second"))
+        .unwrap_or_default();
+    vec![
+        StepPlan {
+            step: Arc::new(steps::Together {
+                what: format!("connect {n} pairs{ramp}"),
+                parts: connects,
+                every: l.ramp_per_s.map(|r| Duration::from_secs_f64(1.0 / r)),
+            }),
+            timeout: None,
+        },
+        hold,
+        StepPlan {
+            step: Arc::new(steps::Together {
+                what: format!("close all {} peers", 2 * n),
+                parts: closes,
+                every: None,
+            }),
+            timeout: None,
+        },
+    ]
 }
 
 fn check_app(c: &Checker<'_>, a: &AppEntry, file: &Path) -> Result<AppPlan, ScenarioError> {

@@ -26,11 +26,13 @@ mod restart_signaling;
 mod restart_turn;
 mod send;
 mod set_network;
+mod together;
 mod wait;
 mod wait_state;
 
 pub use connect::Connect;
 pub use send::{MAX_MESSAGE_BYTES, MAX_MESSAGES, MIN_MESSAGE_BYTES, SendMessages};
+pub use together::Together;
 
 use super::context::RunCx;
 use super::error::StepError;
