@@ -148,6 +148,16 @@ struct BotConnection {
 }
 
 impl BotConnection {
+    /// Forgets the connection's data channels. The connection's event handler holds the same
+    /// map, and each channel holds the connection's internals: left filled, that is a
+    /// reference cycle, and a closed connection's memory (its SCTP association, DTLS state,
+    /// buffers) is never freed.
+    fn forget_channels(&self) {
+        if let Ok(mut c) = self.channels.lock() {
+            c.clear();
+        }
+    }
+
     fn abort_tasks(&self) {
         for t in self
             .tasks
@@ -684,6 +694,7 @@ impl Peer for Bot {
             if !killed {
                 let _ = tokio::time::timeout(Duration::from_secs(2), conn.pc.close()).await;
             }
+            conn.forget_channels();
         }
     }
 }
