@@ -1159,6 +1159,86 @@ mod tests {
         );
     }
 
+    /// A bot as `BotLauncher::launch` makes it, concrete, so that a test can see inside.
+    fn concrete_bot(
+        signaling: &MemorySignaling,
+        id: &str,
+        events: &mpsc::UnboundedSender<RawEvent>,
+    ) -> Bot {
+        Bot {
+            id: id.into(),
+            timers: BotTimers {
+                ice_check_interval_ms: Some(20),
+                prflx_acceptance_wait_ms: Some(0),
+                ..BotTimers::default()
+            },
+            bind_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            runtime: None,
+            sink: EventSink::new(Clock::start(), id.into(), events.clone()),
+            signaling: Some(Arc::new(signaling.clone())),
+            connections: Mutex::new(HashMap::new()),
+            kill: KillSwitch::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_and_its_data_channels_are_freed_after_shutdown() {
+        let signaling = MemorySignaling::new(2);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let alice = concrete_bot(&signaling, "alice", &tx);
+        let bob = concrete_bot(&signaling, "bob", &tx);
+        bob.connect(&request(Role::Answerer))
+            .await
+            .expect("bob connect");
+        alice
+            .connect(&request(Role::Offerer))
+            .await
+            .expect("alice connect");
+        // Both ends' channel open: then both maps hold it.
+        let mut pending: Vec<&str> = vec!["alice", "bob"];
+        let seen = wait_for(&mut rx, |e| {
+            if matches!(e.event, EventKind::DataChannelOpen { .. }) {
+                pending.retain(|p| *p != e.peer);
+            }
+            pending.is_empty()
+        })
+        .await;
+        seen.unwrap_or_else(|seen| panic!("channels not open on both; events: {seen:#?}"));
+        let weak: Vec<std::sync::Weak<dyn DataChannel>> = [&alice, &bob]
+            .iter()
+            .flat_map(|b| {
+                let conns = b.connections.lock().unwrap();
+                conns
+                    .values()
+                    .flat_map(|c| {
+                        c.channels
+                            .lock()
+                            .unwrap()
+                            .values()
+                            .map(Arc::downgrade)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(weak.len(), 2, "one channel at each end");
+        alice.shutdown().await;
+        bob.shutdown().await;
+        // The connections' tasks wind down on their own: wait for it, under the deadline.
+        let freed = tokio::time::timeout(DEADLINE, async {
+            while weak.iter().any(|w| w.strong_count() > 0) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            freed.is_ok(),
+            "{} of 2 data channels still alive {DEADLINE:?} after shutdown: something holds a \
+             closed connection (a reference cycle through the channel map?)",
+            weak.iter().filter(|w| w.strong_count() > 0).count()
+        );
+    }
+
     #[tokio::test]
     async fn a_signaling_error_event_is_an_error_on_the_timeline() {
         let signaling = MemorySignaling::new(2);
