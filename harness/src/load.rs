@@ -11,7 +11,7 @@
 //! CPU (user + system time over the interval, in % of one core), resident memory (`VmRSS`,
 //! bytes) and open file descriptors (entries of `/proc/self/fd`).
 
-use crate::metrics::{PeerMetrics, percentile};
+use crate::metrics::{PeerMetrics, percentile, sorted_finite};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -54,8 +54,8 @@ pub struct LoadReport {
     pub setup_ms: Option<Percentiles>,
     /// The process before any peer started.
     pub before: Option<ResourceSample>,
-    /// The highest sample while every pair was up (between the end of the connect step and
-    /// the start of the close step), or the last before closing.
+    /// The sample of highest RSS while every pair was up (between the end of the connect step
+    /// and the start of the close step).
     pub peak: Option<ResourceSample>,
     /// After every connection was closed, every peer torn down, and [`SETTLE`] more.
     pub after: Option<ResourceSample>,
@@ -83,11 +83,7 @@ pub struct Percentiles {
 impl Percentiles {
     /// `None` for an empty sample.
     pub fn of(values: &[f64]) -> Option<Self> {
-        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
+        let v = sorted_finite(values)?;
         Some(Self {
             n: v.len(),
             p50: percentile(&v, 50.0),
@@ -139,26 +135,15 @@ pub fn report(
     } else {
         None
     };
-    let held: Vec<&ResourceSample> = samples
+    // While every pair was held: from the end of the connect step to the start of closing.
+    let peak = samples
         .iter()
         .filter(|s| {
-            marks.connected_ms.is_some_and(|c| s.t_ms >= c)
+            marks.connected_ms.is_none_or(|c| s.t_ms >= c)
                 && marks.closing_ms.is_none_or(|c| s.t_ms <= c)
         })
-        .collect();
-    let peak = held
-        .iter()
         .max_by_key(|s| s.rss_bytes)
-        .copied()
-        .copied()
-        .or_else(|| {
-            let before_close = marks.closing_ms?;
-            samples
-                .iter()
-                .filter(|s| s.t_ms <= before_close)
-                .max_by_key(|s| s.rss_bytes)
-                .copied()
-        });
+        .copied();
     let rss_per_pair_bytes = match (before, peak) {
         (Some(b), Some(p)) if n_connected > 0 => {
             Some((p.rss_bytes as f64 - b.rss_bytes as f64) / f64::from(n_connected))

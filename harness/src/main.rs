@@ -362,11 +362,11 @@ const TASK_MARGIN: Duration = Duration::from_secs(30);
 /// A run in a task of its own, so that runs go on at once on every worker thread and one that
 /// stops being polled cannot hold the others up: it is aborted once past its limit (dropping
 /// it kills what it started) and reported as failed, naming the stage it was in.
-async fn run_task(shared: &Shared, job: &Job) -> RunResult {
+async fn run_task(shared: &Shared, n: u64, job: &Job) -> RunResult {
     let stage = Arc::new(Stage::default());
     let task = tokio::spawn({
         let (shared, plan, stage) = (shared.clone(), job.plan.clone(), stage.clone());
-        let (rep, n, label) = (job.rep, job.n, job.label.clone());
+        let (rep, label) = (job.rep, job.label.clone());
         async move { run_reported(&shared, &plan, rep, n, &label, &stage).await }
     });
     // Dropping this future (Ctrl-C drops the whole run) aborts the task too.
@@ -407,9 +407,21 @@ impl<T> Drop for AbortOnDrop<T> {
 struct Job {
     plan: Arc<Plan>,
     rep: u32,
-    /// Its place in the whole run, from 1.
-    n: u64,
     label: String,
+}
+
+/// Every plan `repeat` times, in plan order; `label` names each run on the terminal.
+fn jobs_of(plans: &[Arc<Plan>], repeat: u32, label: impl Fn(&Plan, u32) -> String) -> Vec<Job> {
+    plans
+        .iter()
+        .flat_map(|plan| {
+            (1..=repeat).map(|rep| Job {
+                plan: plan.clone(),
+                rep,
+                label: label(plan, rep),
+            })
+        })
+        .collect()
 }
 
 /// Runs `jobs`, up to `parallel` at a time, with results in the order of `jobs`
@@ -420,7 +432,7 @@ async fn run_jobs(shared: &Shared, jobs: Vec<Job>, parallel: usize) -> Vec<RunRe
         &jobs,
         parallel,
         |job| job.plan.exclusive(),
-        |_, job| run_task(shared, job),
+        |i, job| run_task(shared, i as u64 + 1, job),
     )
     .await
 }
@@ -497,19 +509,9 @@ async fn matrix(args: MatrixArgs) -> ExitCode {
         .iter()
         .map(|(o, a)| Arc::new(matrix::instantiate(&template, o.clone(), a.clone())))
         .collect();
-    let mut jobs = Vec::new();
-    for plan in &plans {
-        for rep in 1..=args.repeat {
-            let label = format!("{} (run {rep}/{})", plan.name, args.repeat);
-            let n = jobs.len() as u64 + 1;
-            jobs.push(Job {
-                plan: plan.clone(),
-                rep,
-                n,
-                label,
-            });
-        }
-    }
+    let jobs = jobs_of(&plans, args.repeat, |plan, rep| {
+        format!("{} (run {rep}/{})", plan.name, args.repeat)
+    });
     let shared: Shared = (Arc::new(harness), Arc::new(out));
     let runs = run_jobs(&shared, jobs, args.jobs.into()).await;
     let (harness, out) = shared;
@@ -618,23 +620,14 @@ async fn run(args: RunArgs) -> ExitCode {
             total: plans.len() as u64 * u64::from(args.repeat),
         },
     );
-    let mut jobs = Vec::new();
-    for plan in plans.into_iter().map(Arc::new) {
-        for rep in 1..=args.repeat {
-            let label = if args.repeat > 1 {
-                format!("{} (run {rep}/{})", plan.name, args.repeat)
-            } else {
-                plan.name.clone()
-            };
-            let n = jobs.len() as u64 + 1;
-            jobs.push(Job {
-                plan: plan.clone(),
-                rep,
-                n,
-                label,
-            });
+    let plans: Vec<Arc<Plan>> = plans.into_iter().map(Arc::new).collect();
+    let jobs = jobs_of(&plans, args.repeat, |plan, rep| {
+        if args.repeat > 1 {
+            format!("{} (run {rep}/{})", plan.name, args.repeat)
+        } else {
+            plan.name.clone()
         }
-    }
+    });
     let shared: Shared = (Arc::new(harness), Arc::new(out));
     let results = run_jobs(&shared, jobs, args.jobs.into()).await;
     let (harness, out) = shared;

@@ -301,13 +301,16 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
 }
 
+/// The finite values of a sample, sorted (what [`percentile`] takes); `None` when none is.
+pub fn sorted_finite(values: &[f64]) -> Option<Vec<f64>> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    (!v.is_empty()).then_some(v)
+}
+
 /// Summarises a sample; `None` when it is empty.
 pub fn summarize(values: &[f64]) -> Option<Summary> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
+    let v = sorted_finite(values)?;
     Some(Summary {
         n: v.len(),
         min: v[0],

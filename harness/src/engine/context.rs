@@ -290,7 +290,7 @@ pub struct RunCx<'a> {
     pub(crate) signaling_admin: Option<&'a rtc_signaling::Admin>,
     pub(crate) serial: u64,
     pub(crate) sampler: &'a mut Sampler,
-    pub(crate) phase: &'a Stage,
+    pub(crate) stage: &'a Stage,
 }
 
 /// What a run is doing now: a stage (a step, teardown) and what it waits on inside it. Only
@@ -396,7 +396,7 @@ impl RunCx<'_> {
         fut: impl std::future::Future<Output = Result<T, PeerError>>,
     ) -> Result<T, StepError> {
         let what = what.into();
-        self.phase.detail(format!("waiting for {what}"));
+        self.stage.detail(format!("waiting for {what}"));
         match tokio::time::timeout_at(self.deadline.at, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(source)) => Err(StepError::Peer { what, source }),
@@ -460,7 +460,7 @@ impl RunCx<'_> {
                 if closed {
                     continue;
                 }
-                self.phase
+                self.stage
                     .detail(format!("taking stats of {}'s connection {c}", p.id));
                 if let Ok(Ok(stats)) = tokio::time::timeout(STATS_DEADLINE, p.peer.stats(c)).await {
                     self.sampler.samples.push(StatsSample {

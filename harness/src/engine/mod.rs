@@ -177,11 +177,6 @@ impl Engine {
 
     /// Whether every kind the plan needs is installed; the error names what is missing.
     pub fn check_kinds(&self, plan: &Plan) -> Result<(), PeerError> {
-        if let Some(l) = &plan.load
-            && let Some(why) = crate::load::fd_shortfall(l.pairs, crate::load::raise_fd_limit())
-        {
-            return Err(PeerError::failed(why));
-        }
         if plan.ice.needs_coturn() {
             crate::turn::find()?;
         }
@@ -224,12 +219,12 @@ impl Engine {
         plan: &Plan,
         repetition: u32,
         on_step: &(dyn Fn(usize, &str) + Sync),
-        phase: &Stage,
+        stage: &Stage,
     ) -> RunResult {
         let capture = crate::logs::begin(&self.log_dir, plan, repetition);
         let limit = plan.timeout + RUN_OVERRUN;
         let run = self
-            .run_captured(plan, repetition, on_step, phase)
+            .run_captured(plan, repetition, on_step, stage)
             .instrument(capture.span().clone());
         let mut result = match tokio::time::timeout(limit, run).await {
             Ok(r) => r,
@@ -246,7 +241,7 @@ impl Engine {
                         limit.as_secs(),
                         plan.timeout.as_secs(),
                         RUN_OVERRUN.as_secs(),
-                        phase.get()
+                        stage.get()
                     ),
                     limit,
                 );
@@ -263,15 +258,15 @@ impl Engine {
         plan: &Plan,
         repetition: u32,
         on_step: &(dyn Fn(usize, &str) + Sync),
-        phase: &Stage,
+        stage: &Stage,
     ) -> RunResult {
         let wall = Instant::now();
         let sampler_task = plan
             .load
             .as_ref()
-            .map(|l| ProcessSampler::start(l.sample_every));
+            .map(|l| ProcessSampler::start(l.sample_every, wall));
         let load_marks = std::sync::Mutex::new(crate::load::Marks::default());
-        phase.set("starting the set-up (network lab, TURN server, app, peers)");
+        stage.set("starting the set-up (network lab, TURN server, app, peers)");
         // Each run its own serial (and so its own signaling rooms), even when runs overlap.
         let serial = self.run_serial.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel::<RawEvent>();
@@ -315,13 +310,13 @@ impl Engine {
             signaling_admin: self.signaling_admin.as_ref(),
             serial,
             sampler: &mut sampler,
-            phase,
+            stage,
         };
         let step_error = run_steps(
             plan,
             &mut cx,
             &|i, desc| {
-                phase.set(format!("step {} ({desc})", i + 1));
+                stage.set(format!("step {} ({desc})", i + 1));
                 if plan.load.is_some() {
                     // A load plan's steps: connect every pair, hold, close every peer.
                     let now = Some(wall.elapsed().as_secs_f64() * 1000.0);
@@ -338,7 +333,7 @@ impl Engine {
         )
         .await;
         let end = cx.now_ms();
-        phase.set("flushing the peers' events");
+        stage.set("flushing the peers' events");
         // What is judged: every event that arrived while the steps ran (a browser's stamp may
         // map a little past `end`: its clock offset has an error and Firefox's timer is coarse),
         // plus events in flight that were stamped before `end`. Anything later is teardown.
@@ -350,7 +345,7 @@ impl Engine {
             }
             cx.timeline.push(ev);
         }
-        phase.set("collecting media counters");
+        stage.set("collecting media counters");
         result.media = collect_media(plan, &setup, &judged).await;
         for p in &setup.peers {
             let lines = p.peer.console();
@@ -358,9 +353,9 @@ impl Engine {
                 result.console.insert(p.id.clone(), lines);
             }
         }
-        phase.set("teardown");
+        stage.set("teardown");
         setup.teardown().await;
-        phase.set("judging");
+        stage.set("judging");
         while let Ok(ev) = rx.try_recv() {
             timeline.push(context::place(ev, origin));
         }
@@ -451,16 +446,16 @@ impl RunResult {
 }
 
 /// Samples the harness process every `every` in a task of its own (see [`crate::load`]),
-/// from before the set-up until after the teardown.
+/// from before the set-up until [`crate::load::SETTLE`] after the teardown; sample times are
+/// ms since `t0`, the run's start, as the load marks are.
 struct ProcessSampler {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Vec<crate::load::ResourceSample>>,
 }
 
 impl ProcessSampler {
-    fn start(every: Duration) -> Self {
+    fn start(every: Duration, t0: Instant) -> Self {
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
-        let t0 = Instant::now();
         let task = tokio::spawn(async move {
             let mut probe = crate::load::ProcessProbe::default();
             let mut out = Vec::new();
@@ -532,9 +527,9 @@ async fn run_steps(
 /// One step: start it, then wait on the timeline until it is done, stuck, or out of time.
 async fn run_step(step: &dyn Step, cx: &mut RunCx<'_>) -> Result<(), StepError> {
     let errors_before = errors(cx.timeline);
-    cx.phase.detail("starting");
+    cx.stage.detail("starting");
     let watch = step.start(cx).await?;
-    cx.phase.detail("waiting on the timeline");
+    cx.stage.detail("waiting on the timeline");
     let mut next_app_check = Instant::now();
     loop {
         cx.drain();
@@ -590,7 +585,7 @@ async fn run_step(step: &dyn Step, cx: &mut RunCx<'_>) -> Result<(), StepError> 
             }
         }
     }
-    cx.phase.detail("finishing");
+    cx.stage.detail("finishing");
     step.finish(cx).await
 }
 

@@ -121,8 +121,13 @@ pub fn parse_with_kinds(
         let mut names: Vec<&str> = kinds.iter().map(PeerKind::as_str).collect();
         names.sort_unstable();
         names.dedup();
+        // A [load] table's peers are generated: its `kind` is the key to point at.
+        let at = match plan.load {
+            Some(_) => vec![Seg::Key("load"), Seg::Key("kind")],
+            None => vec![Seg::Key("peers"), Seg::Index(i), Seg::Key("kind")],
+        };
         return Err(Checker::new(path, text).err(
-            &[Seg::Key("peers"), Seg::Index(i), Seg::Key("kind")],
+            &at,
             format!(
                 "no launcher for peer kind {:?} (kinds: {})",
                 p.kind.as_str(),

@@ -697,14 +697,15 @@ fn check_load(
             format!("must be between 1 and {MAX_LOAD_PAIRS}, got {}", l.pairs),
         ));
     }
-    if let Some(r) = l.ramp_per_s
-        && !(r.is_finite() && r > 0.0)
-    {
-        return Err(c.err(
-            &at("ramp_per_s"),
-            format!("must be a positive number of pairs a second, got {r}"),
-        ));
-    }
+    let positive = |key, v: Option<f64>, unit| match v {
+        Some(x) if !(x.is_finite() && x > 0.0) => Err(c.err(
+            &at(key),
+            format!("must be a positive number of {unit}, got {x}"),
+        )),
+        _ => Ok(()),
+    };
+    positive("ramp_per_s", l.ramp_per_s, "pairs a second")?;
+    positive("setup_ms_p95_max", l.setup_ms_p95_max, "ms")?;
     let hold_ms = l.hold_ms.unwrap_or(1000);
     let ramp_ms = l
         .ramp_per_s
@@ -712,10 +713,11 @@ fn check_load(
         .unwrap_or(0);
     if hold_ms + ramp_ms >= timeout_s * 1000 {
         return Err(c.err(
-            &at(if l.hold_ms.is_some() {
-                "hold_ms"
-            } else {
+            // The larger of the two is the one to change.
+            &at(if ramp_ms >= hold_ms {
                 "ramp_per_s"
+            } else {
+                "hold_ms"
             }),
             format!(
                 "the ramp ({ramp_ms} ms) and the hold ({hold_ms} ms) leave no time to connect \
@@ -728,14 +730,6 @@ fn check_load(
         return Err(c.err(
             &at("min_connected_pct"),
             format!("must be between 0 and 100, got {min_connected_pct}"),
-        ));
-    }
-    if let Some(m) = l.setup_ms_p95_max
-        && !(m.is_finite() && m > 0.0)
-    {
-        return Err(c.err(
-            &at("setup_ms_p95_max"),
-            format!("must be a positive number of ms, got {m}"),
         ));
     }
     let sample_every_ms = l.sample_every_ms.unwrap_or(250);
