@@ -38,6 +38,10 @@ pub struct ResourceSample {
     pub open_fds: u64,
     /// Of those, sockets (UDP, TCP, Unix): what connections hold.
     pub open_sockets: u64,
+    /// The whole machine's memory in use, bytes: `MemTotal` − `MemAvailable` of
+    /// `/proc/meminfo` (`proc(5)`). Browser peers' processes count here, not in `rss_bytes`.
+    #[serde(default)]
+    pub machine_used_bytes: u64,
 }
 
 /// What a load run measured.
@@ -188,6 +192,11 @@ impl ProcessProbe {
                 open_sockets += 1;
             }
         }
+        let machine_used_bytes = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| mem_used_kib(&m))
+            .unwrap_or(0)
+            * 1024;
         let now = std::time::Instant::now();
         let cpu_pct = match self.last {
             Some((t, before)) => {
@@ -207,8 +216,23 @@ impl ProcessProbe {
             rss_bytes,
             open_fds,
             open_sockets,
+            machine_used_bytes,
         })
     }
+}
+
+/// `MemTotal` − `MemAvailable` of `/proc/meminfo`, KiB.
+pub fn mem_used_kib(meminfo: &str) -> Option<u64> {
+    let field = |name: &str| {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .split_whitespace()
+            .next()?
+            .parse::<u64>()
+            .ok()
+    };
+    field("MemTotal:")?.checked_sub(field("MemAvailable:")?)
 }
 
 /// `USER_HZ`, the unit of `/proc/<pid>/stat` times: 100 on every Linux architecture the
@@ -307,7 +331,16 @@ mod tests {
             rss_bytes: rss_mb << 20,
             open_fds: 10,
             open_sockets: 4,
+            machine_used_bytes: 0,
         }
+    }
+
+    #[test]
+    fn machine_memory_in_use_is_total_less_available() {
+        let meminfo = "MemTotal:       24576000 kB\nMemFree:        20000000 kB\n\
+                       MemAvailable:   22000000 kB\n";
+        assert_eq!(mem_used_kib(meminfo), Some(2_576_000));
+        assert_eq!(mem_used_kib("MemTotal: 10 kB\n"), None);
     }
 
     #[test]

@@ -199,6 +199,48 @@ struct BrowserArgs {
     /// Start a new browser for every browser peer instead of reusing instances across scenarios.
     #[arg(long)]
     no_browser_reuse: bool,
+    /// Take browser sessions from a remote WebDriver endpoint, such as a Selenium Grid 4 hub
+    /// (`http://HOST:4444`), instead of starting local drivers. `KIND=URL` (kind `chromium` or
+    /// `firefox`) sets it for one kind; a bare URL for both. Repeatable.
+    #[arg(long, value_name = "[KIND=]URL", value_parser = parse_webdriver_url)]
+    webdriver_url: Vec<(Option<PeerKind>, String)>,
+    /// Serve the peer page, control sockets and signaling on this address of this machine
+    /// (default 127.0.0.1): one that browsers on remote WebDriver nodes can reach.
+    #[arg(long, value_name = "IP")]
+    advertise_addr: Option<std::net::IpAddr>,
+}
+
+/// `--webdriver-url [KIND=]URL`.
+fn parse_webdriver_url(arg: &str) -> Result<(Option<PeerKind>, String), String> {
+    use rtc_harness::peer::browser::remote::parse_endpoint;
+    match arg.split_once('=') {
+        Some((kind, url)) if !kind.contains('/') => {
+            let kind = match kind {
+                "chromium" => PeerKind::Chromium,
+                "firefox" => PeerKind::Firefox,
+                other => {
+                    return Err(format!(
+                        "{other:?} is not a browser kind (expected chromium=URL or firefox=URL)"
+                    ));
+                }
+            };
+            Ok((Some(kind), parse_endpoint(url)?))
+        }
+        _ => Ok((None, parse_endpoint(arg)?)),
+    }
+}
+
+impl BrowserArgs {
+    /// The remote endpoint for `kind`: its own `KIND=URL`, else a bare URL (the last given).
+    fn webdriver_for(&self, kind: PeerKind) -> Option<String> {
+        let own = self
+            .webdriver_url
+            .iter()
+            .rev()
+            .find(|(k, _)| k.as_ref() == Some(&kind));
+        let any = self.webdriver_url.iter().rev().find(|(k, _)| k.is_none());
+        own.or(any).map(|(_, url)| url.clone())
+    }
 }
 
 fn main() -> ExitCode {
@@ -265,6 +307,11 @@ fn with_runtime(job: impl std::future::Future<Output = ExitCode>) -> ExitCode {
             }
         }
     });
+    // Sessions on remote WebDriver endpoints need requests to end: sent while the runtime is
+    // still here (an interrupted run dropped its peers without closing them).
+    rt.block_on(rtc_harness::peer::browser::remote::close_all(
+        std::time::Duration::from_secs(5),
+    ));
     // Dropping the runtime drops the run: every process group is killed on drop.
     drop(rt);
     code
@@ -294,6 +341,9 @@ async fn start_harness(b: &BrowserArgs) -> Result<Harness, ExitCode> {
         firefox: b.firefox.clone(),
         log_dir: b.log_dir.clone(),
         browser_reuse: !b.no_browser_reuse,
+        chromium_webdriver: b.webdriver_for(PeerKind::Chromium),
+        firefox_webdriver: b.webdriver_for(PeerKind::Firefox),
+        advertise_addr: b.advertise_addr,
         ..Options::default()
     })
     .await

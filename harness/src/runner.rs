@@ -33,6 +33,14 @@ pub struct Options {
     pub log_dir: Option<PathBuf>,
     /// Reuse browser instances from one scenario to the next (default true).
     pub browser_reuse: bool,
+    /// Chromium sessions from this remote WebDriver endpoint (a Selenium Grid hub) instead of
+    /// a local chromedriver.
+    pub chromium_webdriver: Option<String>,
+    /// Firefox sessions from this remote WebDriver endpoint instead of a local geckodriver.
+    pub firefox_webdriver: Option<String>,
+    /// The address the harness serves pages and signaling on (default 127.0.0.1): one that
+    /// remote browsers can reach.
+    pub advertise_addr: Option<std::net::IpAddr>,
     /// Launchers for kinds of the caller's own ([`PeerKind::Custom`]), added to the built-in
     /// ones; one registered for a built-in kind replaces the built-in launcher.
     pub launchers: Launchers,
@@ -47,6 +55,9 @@ impl Default for Options {
             firefox: None,
             log_dir: None,
             browser_reuse: true,
+            chromium_webdriver: None,
+            firefox_webdriver: None,
+            advertise_addr: None,
             launchers: Launchers::default(),
         }
     }
@@ -63,7 +74,10 @@ pub struct Harness {
 impl Harness {
     /// Starts the server and wires the launchers.
     pub async fn start(opts: Options) -> std::io::Result<Self> {
-        let server = Arc::new(HarnessServer::start().await?);
+        let server = Arc::new(match opts.advertise_addr {
+            Some(ip) => HarnessServer::start_on(ip).await?,
+            None => HarnessServer::start().await?,
+        });
         let clock = Clock::start();
         let log_dir = opts.log_dir.unwrap_or_else(default_log_dir);
         let browser = |flavor: Arc<dyn Flavor>| {
@@ -72,11 +86,13 @@ impl Harness {
         let chromium = browser(Arc::new(Chromium {
             chromedriver: opts.chromedriver,
             binary: opts.chromium,
-        }));
+        }))
+        .with_remote(opts.chromium_webdriver);
         let firefox = browser(Arc::new(Firefox {
             geckodriver: opts.geckodriver,
             binary: opts.firefox,
-        }));
+        }))
+        .with_remote(opts.firefox_webdriver);
         let launchers = Launchers::default()
             .with(PeerKind::Bot, Arc::new(BotLauncher::default()))
             .with(PeerKind::Chromium, Arc::new(chromium.clone()))

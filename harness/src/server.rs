@@ -1,4 +1,5 @@
-//! The harness's own HTTP server, on an ephemeral loopback port: the signaling server
+//! The harness's own HTTP server, on an ephemeral port of 127.0.0.1 (or of the address given with
+//! `--advertise-addr`, for browsers on other machines): the signaling server
 //! (`/ws`, from the `rtc-signaling` crate), the browser peer page (`/peer.html`, `/peer.js`) and
 //! the control sockets the pages connect back on (`/control/{token}`).
 
@@ -9,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
@@ -28,7 +29,7 @@ fn signaling_config() -> rtc_signaling::Config {
     }
 }
 
-/// A listener of its own for one page (`base` is `http://127.0.0.1:PORT`).
+/// A listener of its own for one page (`base` is `http://ADDR:PORT`).
 pub struct Origin {
     /// Base URL.
     pub base: String,
@@ -66,6 +67,8 @@ impl ControlHub {
 /// ephemeral port, so that every browser page load gets an origin of its own.
 pub struct HarnessServer {
     addr: SocketAddr,
+    /// The address every listener binds and every URL names.
+    ip: IpAddr,
     hub: ControlHub,
     admin: rtc_signaling::Admin,
     app: Router,
@@ -75,6 +78,12 @@ pub struct HarnessServer {
 impl HarnessServer {
     /// Binds 127.0.0.1 on an ephemeral port and starts serving.
     pub async fn start() -> std::io::Result<Self> {
+        Self::start_on(IpAddr::from([127, 0, 0, 1])).await
+    }
+
+    /// Binds `ip` (an address of this machine that browsers elsewhere can reach: the page,
+    /// control sockets and signaling are served there) on ephemeral ports and starts serving.
+    pub async fn start_on(ip: IpAddr) -> std::io::Result<Self> {
         let hub = ControlHub::default();
         let (signaling, admin) = rtc_signaling::router_with_admin(signaling_config());
         let app = Router::new()
@@ -87,7 +96,8 @@ impl HarnessServer {
             .with_state(hub.clone())
             .merge(signaling);
         let mut server = Self {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            addr: SocketAddr::from((ip, 0)),
+            ip,
             hub,
             admin,
             app,
@@ -98,7 +108,7 @@ impl HarnessServer {
     }
 
     async fn serve(&self) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from((self.ip, 0))).await?;
         self.serve_on(listener)
     }
 

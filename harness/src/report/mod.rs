@@ -213,12 +213,13 @@ pub fn render_load(l: &crate::load::LoadReport) -> String {
     for (name, s) in [("before", l.before), ("peak", l.peak), ("after", l.after)] {
         if let Some(s) = s {
             out.push_str(&format!(
-                "      process {name:<6} at {:>8.0} ms: RSS {:>7.1} MiB, {:>5} open fds ({:>5} sockets), CPU {:>5.1}%\n",
+                "      process {name:<6} at {:>8.0} ms: RSS {:>7.1} MiB, {:>5} open fds ({:>5} sockets), CPU {:>5.1}%; machine memory in use {:>7.1} MiB\n",
                 s.t_ms,
                 mib(s.rss_bytes),
                 s.open_fds,
                 s.open_sockets,
-                s.cpu_pct
+                s.cpu_pct,
+                mib(s.machine_used_bytes)
             ));
         }
     }

@@ -70,15 +70,26 @@ impl Flavor for Chromium {
         cmd
     }
 
-    fn capabilities(&self, programs: &Programs, profile: &Path) -> fantoccini::wd::Capabilities {
+    fn capabilities(
+        &self,
+        browser: Option<&Path>,
+        profile: Option<&Path>,
+    ) -> fantoccini::wd::Capabilities {
         let mut args: Vec<String> = ARGS.iter().map(|s| s.to_string()).collect();
-        args.push(format!("--user-data-dir={}", profile.display()));
+        if let Some(profile) = profile {
+            args.push(format!("--user-data-dir={}", profile.display()));
+        }
+        let mut options = json!({ "args": args });
+        if let Some(browser) = browser {
+            options["binary"] = json!(browser);
+        }
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({ "binary": programs.browser, "args": args }),
-        );
+        caps.insert("goog:chromeOptions".into(), options);
         caps
+    }
+
+    fn binary(&self) -> Option<&Path> {
+        self.binary.as_deref()
     }
 }

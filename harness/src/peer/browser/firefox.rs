@@ -78,17 +78,26 @@ impl Flavor for Firefox {
         cmd
     }
 
-    fn capabilities(&self, programs: &Programs, profile: &Path) -> fantoccini::wd::Capabilities {
+    fn capabilities(
+        &self,
+        browser: Option<&Path>,
+        profile: Option<&Path>,
+    ) -> fantoccini::wd::Capabilities {
+        let mut args = vec![json!("-headless")];
+        if let Some(profile) = profile {
+            args.extend([json!("-profile"), json!(profile)]);
+        }
+        let mut options = json!({ "args": args, "prefs": prefs() });
+        if let Some(browser) = browser {
+            options["binary"] = json!(browser);
+        }
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("firefox"));
-        caps.insert(
-            "moz:firefoxOptions".into(),
-            json!({
-                "binary": programs.browser,
-                "args": ["-headless", "-profile", profile],
-                "prefs": prefs(),
-            }),
-        );
+        caps.insert("moz:firefoxOptions".into(), options);
         caps
+    }
+
+    fn binary(&self) -> Option<&Path> {
+        self.binary.as_deref()
     }
 }

@@ -25,6 +25,7 @@ mod bidi;
 pub mod chromium;
 pub mod firefox;
 mod page_peer;
+pub mod remote;
 
 use super::{
     ConnectRequest, EventSink, Launcher, Peer, PeerError, PeerInfo, ProcessGroup, SendRequest,
@@ -69,8 +70,17 @@ pub trait Flavor: Send + Sync + 'static {
     fn programs(&self) -> Result<Programs, PeerError>;
     /// The driver's command line, listening on `port` (loopback only).
     fn driver_command(&self, programs: &Programs, port: u16) -> Command;
-    /// WebDriver capabilities for a new session using `profile` as a fresh profile directory.
-    fn capabilities(&self, programs: &Programs, profile: &Path) -> fantoccini::wd::Capabilities;
+    /// WebDriver capabilities for a new session: the browser binary to start (`None`: the
+    /// driver's own choice, as on a remote WebDriver node) and a fresh profile directory
+    /// (`None`: the driver makes one).
+    fn capabilities(
+        &self,
+        browser: Option<&Path>,
+        profile: Option<&Path>,
+    ) -> fantoccini::wd::Capabilities;
+    /// The browser binary the user named (`--chromium PATH`, `--firefox PATH`), if any: what a
+    /// remote session asks the node for.
+    fn binary(&self) -> Option<&Path>;
 }
 
 /// Finds a program: the given path, else the first of `names` that exists as a path or on PATH.
@@ -116,6 +126,12 @@ pub struct BrowserLauncher {
     log_dir: PathBuf,
     reuse: bool,
     pool: Pool,
+    /// Sessions come from this remote WebDriver endpoint instead of a local driver.
+    remote: Option<String>,
+    /// New local instances starting at once (driver, browser, first page load), at most one
+    /// per core: 20 Chromium instances started together on 2 cores left one page unloaded
+    /// after 20 s (`harness/benches/load/chromium-10.toml`).
+    starts: Arc<tokio::sync::Semaphore>,
 }
 
 impl BrowserLauncher {
@@ -132,6 +148,38 @@ impl BrowserLauncher {
             log_dir,
             reuse,
             pool: Arc::default(),
+            remote: None,
+            starts: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
+        }
+    }
+
+    /// Takes sessions from a remote WebDriver endpoint (a Selenium Grid hub) instead of
+    /// starting a local driver ([`remote`]).
+    pub fn with_remote(mut self, endpoint: Option<String>) -> Self {
+        self.remote = endpoint;
+        self
+    }
+
+    /// A new instance: a session on the remote endpoint, or a local driver (in `ns` if given).
+    async fn start_instance(
+        &self,
+        plan: &PeerPlan,
+        ns: Option<Arc<crate::lab::Netns>>,
+    ) -> Result<Instance, PeerError> {
+        match &self.remote {
+            Some(endpoint) => Instance::start_remote(self.flavor.as_ref(), endpoint).await,
+            None => {
+                Instance::start_with(
+                    self.flavor.as_ref(),
+                    &self.log_dir,
+                    &plan.id,
+                    ns,
+                    plan.instrument,
+                )
+                .await
+            }
         }
     }
 
@@ -196,6 +244,10 @@ impl BrowserLauncher {
 #[async_trait]
 impl Launcher for BrowserLauncher {
     fn check(&self) -> Result<(), PeerError> {
+        if self.remote.is_some() {
+            // The remote endpoint's node has the programs; it is asked at session start.
+            return Ok(());
+        }
         self.flavor.programs().map(|_| ())
     }
 
@@ -205,6 +257,24 @@ impl Launcher for BrowserLauncher {
         sink: EventSink,
         lab: Option<&crate::lab::LabHost>,
     ) -> Result<Box<dyn Peer>, PeerError> {
+        if let Some(endpoint) = &self.remote {
+            let unsupported = if plan.url.is_some() {
+                Some("a page peer (`url`)")
+            } else if lab.is_some() {
+                Some("a peer in the network lab (its namespace is on this machine)")
+            } else if plan.instrument {
+                Some("an instrumented peer (`instrument = true`)")
+            } else {
+                None
+            };
+            if let Some(what) = unsupported {
+                return Err(PeerError::failed(format!(
+                    "{what} needs a local {kind} driver; the {kind} peers of this run come from \
+                     the remote WebDriver endpoint {endpoint}",
+                    kind = self.flavor.kind()
+                )));
+            }
+        }
         if let Some(url) = &plan.url {
             if lab.is_some() {
                 return Err(PeerError::failed(
@@ -224,18 +294,14 @@ impl Launcher for BrowserLauncher {
             None
         };
         let was_reused = reused.is_some();
+        // Held until the first page is up: starting a browser is the costly part.
+        let start_permit = match (&reused, &self.remote) {
+            (None, None) => self.starts.acquire().await.ok(),
+            _ => None,
+        };
         let mut instance = match reused {
             Some(i) => i,
-            None => {
-                Instance::start_with(
-                    self.flavor.as_ref(),
-                    &self.log_dir,
-                    &plan.id,
-                    ns.clone(),
-                    plan.instrument,
-                )
-                .await?
-            }
+            None => self.start_instance(plan, ns.clone()).await?,
         };
         let instrumentation = if plan.instrument {
             match page_peer::instrument_only(&instance).await {
@@ -257,7 +323,7 @@ impl Launcher for BrowserLauncher {
                     self.flavor.kind()
                 );
                 instance.close().await;
-                instance = Instance::start(self.flavor.as_ref(), &self.log_dir, &plan.id).await?;
+                instance = self.start_instance(plan, None).await?;
                 self.open_page(&instance, plan, &sink, None).await?
             }
             Err(e) => {
@@ -265,6 +331,7 @@ impl Launcher for BrowserLauncher {
                 return Err(e);
             }
         };
+        drop(start_permit);
         let (control, offset, offset_cell, origin) = opened;
         tracing::debug!(
             peer = %plan.id,
@@ -299,7 +366,10 @@ static SERIAL: AtomicU64 = AtomicU64::new(1);
 /// it through [`BrowserLauncher`]; tests may open one directly to look at a page.
 pub struct Instance {
     client: fantoccini::Client,
-    group: ProcessGroup,
+    /// The local driver's process group; `None` for a session on a remote endpoint.
+    group: Option<ProcessGroup>,
+    /// A session on a remote endpoint (`--webdriver-url`).
+    remote: Option<remote::Registration>,
     product: String,
     driver_version: Option<String>,
     serial: u64,
@@ -310,7 +380,7 @@ pub struct Instance {
     driver_name: String,
     /// Set once the driver alone was killed (the `kill` step's `process = "driver"`).
     driver_gone: bool,
-    _profile: tempfile::TempDir,
+    _profile: Option<tempfile::TempDir>,
 }
 
 /// A task aborted when this is dropped.
@@ -421,7 +491,7 @@ impl Instance {
         };
         let driver_version = program_version(&programs.driver).await;
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let mut capabilities = flavor.capabilities(&programs, profile.path());
+        let mut capabilities = flavor.capabilities(Some(&programs.browser), Some(profile.path()));
         if bidi {
             capabilities.insert("webSocketUrl".into(), json!(true));
         }
@@ -442,28 +512,60 @@ impl Instance {
                 log.display()
             ))
         })?;
-        let product = client
-            .capabilities()
-            .and_then(|c| {
-                Some(format!(
-                    "{} {}",
-                    c.get("browserName")?.as_str()?,
-                    c.get("browserVersion")?.as_str()?
-                ))
-            })
-            .unwrap_or_else(|| format!("{} (version unknown)", flavor.kind()));
         Ok(Self {
+            product: product_of(&client, flavor),
             client,
-            group,
-            product,
+            group: Some(group),
+            remote: None,
             driver_version,
             serial,
             log,
             forward,
             driver_name,
             driver_gone: false,
-            _profile: profile,
+            _profile: Some(profile),
         })
+    }
+
+    /// Opens a session on a remote WebDriver endpoint (a Selenium Grid): no local driver, no
+    /// local profile. See [`remote`].
+    pub async fn start_remote(flavor: &dyn Flavor, endpoint: &str) -> Result<Self, PeerError> {
+        let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+        let (client, registration) =
+            remote::connect(flavor, endpoint, serial, SESSION_DEADLINE).await?;
+        let session = client.session_id().await.ok().flatten().unwrap_or_default();
+        Ok(Self {
+            product: product_of(&client, flavor),
+            driver_version: client.capabilities().and_then(remote::driver_version),
+            client,
+            group: None,
+            remote: Some(registration),
+            serial,
+            // Its log is the Grid's: where to look for it.
+            log: PathBuf::from(format!("remote WebDriver {endpoint}, session {session}")),
+            forward: None,
+            driver_name: "remote WebDriver".into(),
+            driver_gone: false,
+            _profile: None,
+        })
+    }
+
+    /// The remote endpoint this instance's session lives on, if it is remote.
+    pub fn remote_endpoint(&self) -> Option<&str> {
+        self.remote.as_ref().map(|r| r.endpoint.as_str())
+    }
+
+    /// The local process group, or an error naming what cannot be done to a remote browser.
+    fn local_group(&mut self, what: &str) -> Result<&mut ProcessGroup, PeerError> {
+        match (&mut self.group, &self.remote) {
+            (Some(g), _) => Ok(g),
+            (None, Some(r)) => Err(PeerError::failed(format!(
+                "{what} needs a browser on this machine; this one runs on the remote WebDriver \
+                 endpoint {}",
+                r.endpoint
+            ))),
+            (None, None) => Err(PeerError::failed(format!("{what}: no browser process"))),
+        }
     }
 
     /// The WebDriver session.
@@ -474,10 +576,10 @@ impl Instance {
     /// SIGKILL to the driver's process group, browser included, at once: no WebDriver
     /// session end, no page unload, so the browser sends nothing more.
     pub fn kill(self) {
-        let Instance {
-            mut group, forward, ..
-        } = self;
-        group.kill();
+        let Instance { group, forward, .. } = self;
+        if let Some(mut group) = group {
+            group.kill();
+        }
         drop(forward);
     }
 
@@ -485,14 +587,32 @@ impl Instance {
     pub async fn close(self) {
         let Instance {
             client,
-            mut group,
+            group,
             forward,
+            remote,
             ..
         } = self;
         let _ = tokio::time::timeout(RELEASE_DEADLINE, client.close()).await;
-        group.kill();
+        if let Some(mut group) = group {
+            group.kill();
+        }
         drop(forward);
+        drop(remote);
     }
+}
+
+/// "chrome 156.0.8078.73", from the session's capabilities.
+fn product_of(client: &fantoccini::Client, flavor: &dyn Flavor) -> String {
+    client
+        .capabilities()
+        .and_then(|c| {
+            Some(format!(
+                "{} {}",
+                c.get("browserName")?.as_str()?,
+                c.get("browserVersion")?.as_str()?
+            ))
+        })
+        .unwrap_or_else(|| format!("{} (version unknown)", flavor.kind()))
 }
 
 fn free_port() -> Result<u16, PeerError> {
@@ -692,7 +812,7 @@ impl Peer for BrowserPeer {
                 self.id
             )));
         };
-        i.group
+        i.local_group("killing the driver")?
             .kill_leader()
             .map_err(|e| PeerError::failed(format!("{}: SIGKILL to the driver: {e}", self.id)))?;
         // A session without its driver cannot be handed to the next scenario.
@@ -739,7 +859,12 @@ async fn kill_instance(
     id: &str,
     sink: &EventSink,
 ) -> Result<(), PeerError> {
-    let instance = slot.lock().await.take();
+    let mut slot = slot.lock().await;
+    if let Some(i) = slot.as_mut() {
+        i.local_group("SIGKILL")?;
+    }
+    let instance = slot.take();
+    drop(slot);
     sink.emit("", EventKind::Killed);
     match instance {
         Some(i) => {
@@ -757,11 +882,11 @@ async fn freeze_instance(
     sink: &EventSink,
     frozen: &std::sync::atomic::AtomicBool,
 ) -> Result<(), PeerError> {
-    let instance = slot.lock().await;
-    let Some(i) = instance.as_ref() else {
+    let mut instance = slot.lock().await;
+    let Some(i) = instance.as_mut() else {
         return Err(PeerError::failed(format!("{id}: no browser to freeze")));
     };
-    i.group
+    i.local_group("SIGSTOP")?
         .stop()
         .map_err(|e| PeerError::failed(format!("{id}: SIGSTOP: {e}")))?;
     frozen.store(true, Ordering::Relaxed);

@@ -1,0 +1,254 @@
+//! Browsers on a remote WebDriver endpoint (`--webdriver-url`): a Selenium Grid 4 hub or
+//! standalone server, or any W3C WebDriver server the harness did not start.
+//!
+//! The session asks for the same capabilities as a local one (Chromium's fake-media and
+//! loopback-ICE flags, Firefox's prefs: [`super::chromium::ARGS`], [`super::firefox::prefs`]),
+//! without the local profile directory, and with a browser binary only when one was named
+//! (`--chromium PATH`, `--firefox PATH`): a Grid node knows where its browsers are.
+//!
+//! Sessions are closed on every exit path: [`super::Instance::close`] ends them; an instance
+//! dropped without it leaves its session to fantoccini, which ends it when its last client
+//! handle goes; and [`close_all`] ends whatever is still open when the run is interrupted
+//! (Ctrl-C, SIGTERM), before the runtime that would carry those requests goes.
+
+use super::Flavor;
+use crate::peer::PeerError;
+use fantoccini::error::NewSessionError;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Sessions opened on remote endpoints and not yet closed: serial -> (endpoint, session id).
+static OPEN: Mutex<Option<HashMap<u64, (String, String)>>> = Mutex::new(None);
+
+/// A remote session the harness must end: removed from the open set when dropped.
+pub(super) struct Registration {
+    serial: u64,
+    /// The endpoint, as given.
+    pub endpoint: String,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut open) = OPEN.lock()
+            && let Some(open) = open.as_mut()
+        {
+            open.remove(&self.serial);
+        }
+    }
+}
+
+/// Checks an endpoint given on the command line: an `http://` URL with a host. (The harness's
+/// WebDriver client speaks plain HTTP: an `https://` Grid needs a plain-HTTP address.)
+pub fn parse_endpoint(url: &str) -> Result<String, String> {
+    if url.starts_with("https://") {
+        return Err(format!(
+            "{url:?}: https is not supported (the WebDriver client speaks plain HTTP); give the \
+             Grid's http:// address"
+        ));
+    }
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        format!("{url:?} is not a WebDriver URL: expected http://HOST:PORT[/PATH]")
+    })?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// Opens a session for `flavor` on `endpoint`, within `deadline`. Every failure is a setup
+/// error that names the endpoint and what the Grid said.
+pub(super) async fn connect(
+    flavor: &dyn Flavor,
+    endpoint: &str,
+    serial: u64,
+    deadline: Duration,
+) -> Result<(fantoccini::Client, Registration), PeerError> {
+    let capabilities = flavor.capabilities(flavor.binary(), None);
+    let browser = capabilities
+        .get("browserName")
+        .and_then(|b| b.as_str())
+        .unwrap_or(flavor.kind())
+        .to_string();
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let client = tokio::time::timeout(
+        deadline,
+        fantoccini::ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(endpoint),
+    )
+    .await
+    .map_err(|_| {
+        PeerError::Timeout(format!(
+            "a {browser} session from the WebDriver endpoint {endpoint} within {} s (a Grid \
+             with no free slot queues the request: add nodes or slots, or run fewer browser \
+             peers at once)",
+            deadline.as_secs()
+        ))
+    })?
+    .map_err(|e| session_error(&e, endpoint, &browser))?;
+    let id = client.session_id().await.ok().flatten().unwrap_or_default();
+    if let Ok(mut open) = OPEN.lock() {
+        open.get_or_insert_with(HashMap::new)
+            .insert(serial, (endpoint.to_string(), id));
+    }
+    Ok((
+        client,
+        Registration {
+            serial,
+            endpoint: endpoint.to_string(),
+        },
+    ))
+}
+
+/// Why a remote endpoint refused a session, in words that say what to do.
+fn session_error(e: &NewSessionError, endpoint: &str, browser: &str) -> PeerError {
+    let text = match e {
+        NewSessionError::SessionNotCreated(wd) => wd.message.to_string(),
+        other => other.to_string(),
+    };
+    let lower = text.to_lowercase();
+    let unreachable = matches!(
+        e,
+        NewSessionError::Failed(_) | NewSessionError::FailedC(_) | NewSessionError::Lost(_)
+    );
+    let why = if unreachable {
+        format!(
+            "no WebDriver endpoint answers at {endpoint} ({text}); is the Grid running and \
+             reachable from here?"
+        )
+    } else if lower.contains("timed out") || lower.contains("timeout") {
+        format!(
+            "the Grid at {endpoint} had no free {browser} slot before its session request \
+             timeout ({text})"
+        )
+    } else if lower.contains("no nodes support") || lower.contains("unable to find") {
+        format!("no node of the Grid at {endpoint} offers {browser} ({text})")
+    } else {
+        format!("the WebDriver endpoint {endpoint} refused a {browser} session: {text}")
+    };
+    PeerError::failed(why)
+}
+
+/// Waits until the Grid at `endpoint` says it is ready (`GET /status`, `value.ready`, W3C
+/// WebDriver §8.3), polling every 250 ms; the last answer (or error) when `deadline` passes.
+pub async fn wait_ready(endpoint: &str, deadline: Duration) -> Result<(), String> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
+    let uri: hyper::Uri = format!("{endpoint}/status")
+        .parse()
+        .map_err(|e| format!("{endpoint}/status: {e}"))?;
+    let give_up = tokio::time::Instant::now() + deadline;
+    let mut last = String::from("no answer yet");
+    loop {
+        let ask = async {
+            let response = client.get(uri.clone()).await.map_err(|e| e.to_string())?;
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            let status: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))?;
+            if status["value"]["ready"] == true {
+                Ok(())
+            } else {
+                Err(format!(
+                    "not ready: {}",
+                    status["value"]["message"]
+                        .as_str()
+                        .unwrap_or("(no message)")
+                ))
+            }
+        };
+        match tokio::time::timeout_at(give_up, ask).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => last = e,
+            Err(_) => {}
+        }
+        if tokio::time::Instant::now() >= give_up {
+            return Err(format!(
+                "{endpoint} was not ready within {} s ({last})",
+                deadline.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The driver's version, from a session's capabilities (`chrome.chromedriverVersion`,
+/// `moz:geckodriverVersion`), as "chromedriver 156.0.8078.73".
+pub(super) fn driver_version(caps: &fantoccini::wd::Capabilities) -> Option<String> {
+    if let Some(v) = caps
+        .get("chrome")
+        .and_then(|c| c.get("chromedriverVersion"))
+        .and_then(|v| v.as_str())
+    {
+        // "156.0.8078.73 (0b1c...-refs/branch-heads/...)" -> the version alone.
+        return v
+            .split_whitespace()
+            .next()
+            .map(|v| format!("chromedriver {v}"));
+    }
+    caps.get("moz:geckodriverVersion")
+        .and_then(|v| v.as_str())
+        .map(|v| format!("geckodriver {v}"))
+}
+
+/// Ends every remote session still open (an interrupted run), each request within `deadline`.
+pub async fn close_all(deadline: Duration) {
+    let open: Vec<(String, String)> = OPEN
+        .lock()
+        .ok()
+        .and_then(|mut o| o.take())
+        .map(|o| o.into_values().collect())
+        .unwrap_or_default();
+    if open.is_empty() {
+        return;
+    }
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
+    let ends = open
+        .into_iter()
+        .filter(|(_, id)| !id.is_empty())
+        .map(|(endpoint, id)| {
+            let client = client.clone();
+            async move {
+                let uri = format!("{endpoint}/session/{id}");
+                let request = hyper::Request::delete(&uri).body(http_body_util::Empty::new());
+                let Ok(request) = request else { return };
+                match tokio::time::timeout(deadline, client.request(request)).await {
+                    Ok(Ok(_)) => tracing::info!("ended the remote WebDriver session {uri}"),
+                    Ok(Err(e)) => tracing::warn!("ending the remote WebDriver session {uri}: {e}"),
+                    Err(_) => {
+                        tracing::warn!("ending the remote WebDriver session {uri}: timed out")
+                    }
+                }
+            }
+        });
+    futures::future::join_all(ends).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoint_is_an_http_url_with_a_host() {
+        assert_eq!(
+            parse_endpoint("http://127.0.0.1:4444/").as_deref(),
+            Ok("http://127.0.0.1:4444")
+        );
+        assert_eq!(
+            parse_endpoint("http://grid.example:4444/wd/hub").as_deref(),
+            Ok("http://grid.example:4444/wd/hub")
+        );
+        assert!(parse_endpoint("https://grid.example/wd/hub").is_err());
+        assert!(parse_endpoint("127.0.0.1:4444").is_err());
+        assert!(parse_endpoint("ws://127.0.0.1:4444").is_err());
+        assert!(parse_endpoint("http://").is_err());
+        assert!(parse_endpoint("http:///wd/hub").is_err());
+    }
+}
