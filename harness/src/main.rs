@@ -309,9 +309,7 @@ fn with_runtime(job: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     });
     // Sessions on remote WebDriver endpoints need requests to end: sent while the runtime is
     // still here (an interrupted run dropped its peers without closing them).
-    rt.block_on(rtc_harness::peer::browser::remote::close_all(
-        std::time::Duration::from_secs(5),
-    ));
+    rt.block_on(rtc_harness::peer::browser::remote::close_all());
     // Dropping the runtime drops the run: every process group is killed on drop.
     drop(rt);
     code

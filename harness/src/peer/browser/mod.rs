@@ -592,12 +592,14 @@ impl Instance {
             remote,
             ..
         } = self;
-        let _ = tokio::time::timeout(RELEASE_DEADLINE, client.close()).await;
+        let ended = tokio::time::timeout(RELEASE_DEADLINE, client.close()).await;
         if let Some(mut group) = group {
             group.kill();
         }
         drop(forward);
-        drop(remote);
+        if let (Some(remote), Ok(Ok(()))) = (remote, ended) {
+            remote.ended();
+        }
     }
 }
 

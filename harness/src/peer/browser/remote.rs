@@ -6,10 +6,10 @@
 //! without the local profile directory, and with a browser binary only when one was named
 //! (`--chromium PATH`, `--firefox PATH`): a Grid node knows where its browsers are.
 //!
-//! Sessions are closed on every exit path: [`super::Instance::close`] ends them; an instance
-//! dropped without it leaves its session to fantoccini, which ends it when its last client
-//! handle goes; and [`close_all`] ends whatever is still open when the run is interrupted
-//! (Ctrl-C, SIGTERM), before the runtime that would carry those requests goes.
+//! Sessions are ended on every exit path, once: [`super::Instance::close`] ends them; an
+//! instance dropped without it (an aborted or interrupted run) ends its session on a task of
+//! its own; and [`close_all`], called before the runtime goes (the end of every command,
+//! Ctrl-C and SIGTERM included), ends what is left and waits for those tasks.
 
 use super::Flavor;
 use crate::peer::PeerError;
@@ -18,24 +18,52 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Sessions opened on remote endpoints and not yet closed: serial -> (endpoint, session id).
+/// Sessions opened on remote endpoints and not yet ended: serial -> (endpoint, session id).
 static OPEN: Mutex<Option<HashMap<u64, (String, String)>>> = Mutex::new(None);
 
-/// A remote session the harness must end: removed from the open set when dropped.
+/// Ends of sessions whose instance was dropped without being closed, still in flight.
+static ENDING: Mutex<Vec<tokio::task::JoinHandle<()>>> = Mutex::new(Vec::new());
+
+/// How long one `DELETE /session/{id}` may take.
+const END_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A remote session the harness must end. [`Self::ended`] says it was; dropped without that
+/// (an instance dropped without being closed: an aborted or interrupted run), it ends the
+/// session itself with a `DELETE` on a task of the runtime that [`close_all`] waits for. (The
+/// client is marked persistent, so fantoccini does not send a second one.)
 pub(super) struct Registration {
     serial: u64,
     /// The endpoint, as given.
     pub endpoint: String,
 }
 
+impl Registration {
+    /// The session was ended (`DELETE /session/{id}` answered): nothing left to do.
+    pub fn ended(self) {
+        // Out of the open set first: the drop that follows finds nothing to end.
+        take_open(self.serial);
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Ok(mut open) = OPEN.lock()
-            && let Some(open) = open.as_mut()
-        {
-            open.remove(&self.serial);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to carry the request: `close_all` finds it still open.
+            return;
+        };
+        // Nothing when `ended` took it out already.
+        if let Some((endpoint, id)) = take_open(self.serial) {
+            let task = runtime.spawn(end_session(endpoint, id));
+            if let Ok(mut ending) = ENDING.lock() {
+                ending.retain(|t| !t.is_finished());
+                ending.push(task);
+            }
         }
     }
+}
+
+fn take_open(serial: u64) -> Option<(String, String)> {
+    OPEN.lock().ok()?.as_mut()?.remove(&serial)
 }
 
 /// Checks an endpoint given on the command line: an `http://` URL with a host. (The harness's
@@ -87,6 +115,8 @@ pub(super) async fn connect(
         ))
     })?
     .map_err(|e| session_error(&e, endpoint, &browser))?;
+    // Ended by the harness only (Instance::close, or the registration's drop), never twice.
+    let _ = client.persist().await;
     let id = client.session_id().await.ok().flatten().unwrap_or_default();
     if let Ok(mut open) = OPEN.lock() {
         open.get_or_insert_with(HashMap::new)
@@ -197,38 +227,47 @@ pub(super) fn driver_version(caps: &fantoccini::wd::Capabilities) -> Option<Stri
         .map(|v| format!("geckodriver {v}"))
 }
 
-/// Ends every remote session still open (an interrupted run), each request within `deadline`.
-pub async fn close_all(deadline: Duration) {
+/// `DELETE {endpoint}/session/{id}` (W3C WebDriver §8.2), within [`END_DEADLINE`].
+async fn end_session(endpoint: String, id: String) {
+    if id.is_empty() {
+        return;
+    }
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
+    let uri = format!("{endpoint}/session/{id}");
+    let Ok(request) = hyper::Request::delete(&uri).body(http_body_util::Empty::new()) else {
+        return;
+    };
+    match tokio::time::timeout(END_DEADLINE, client.request(request)).await {
+        Ok(Ok(_)) => tracing::info!("ended the remote WebDriver session {uri}"),
+        Ok(Err(e)) => tracing::warn!("ending the remote WebDriver session {uri}: {e}"),
+        Err(_) => tracing::warn!(
+            "ending the remote WebDriver session {uri}: no answer within {END_DEADLINE:?}"
+        ),
+    }
+}
+
+/// Ends every remote session not known to be ended, and waits for the ends already under way
+/// (an interrupted run's dropped instances): call before the runtime goes.
+pub async fn close_all() {
     let open: Vec<(String, String)> = OPEN
         .lock()
         .ok()
         .and_then(|mut o| o.take())
         .map(|o| o.into_values().collect())
         .unwrap_or_default();
-    if open.is_empty() {
-        return;
-    }
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
-    let ends = open
+    let ending: Vec<_> = ENDING
+        .lock()
+        .map(|mut e| e.drain(..).collect())
+        .unwrap_or_default();
+    let now = open
         .into_iter()
-        .filter(|(_, id)| !id.is_empty())
-        .map(|(endpoint, id)| {
-            let client = client.clone();
-            async move {
-                let uri = format!("{endpoint}/session/{id}");
-                let request = hyper::Request::delete(&uri).body(http_body_util::Empty::new());
-                let Ok(request) = request else { return };
-                match tokio::time::timeout(deadline, client.request(request)).await {
-                    Ok(Ok(_)) => tracing::info!("ended the remote WebDriver session {uri}"),
-                    Ok(Err(e)) => tracing::warn!("ending the remote WebDriver session {uri}: {e}"),
-                    Err(_) => {
-                        tracing::warn!("ending the remote WebDriver session {uri}: timed out")
-                    }
-                }
-            }
-        });
-    futures::future::join_all(ends).await;
+        .map(|(endpoint, id)| end_session(endpoint, id));
+    futures::future::join(
+        futures::future::join_all(now),
+        futures::future::join_all(ending),
+    )
+    .await;
 }
 
 #[cfg(test)]
