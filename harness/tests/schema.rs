@@ -12,6 +12,23 @@ const REGENERATE: &str = "regenerate it with `cargo run -p rtc-harness --bin rtc
 /// here).
 const NOT_SHAPE_ERRORS: &[(&str, &str)] = &[
     (
+        "mesh-already-in-call.toml",
+        "rule between steps: who is in the call",
+    ),
+    (
+        "mesh-one-peer.toml",
+        "rule between steps: a call of one (a later step may join one peer)",
+    ),
+    ("mesh-peer-twice.toml", "rule inside a list: distinct peers"),
+    (
+        "mesh-send-ambiguous.toml",
+        "reference: which connection a peer's channel is on",
+    ),
+    (
+        "mesh-nothing-to-negotiate.toml",
+        "rule between keys: data_channel or media",
+    ),
+    (
         "load-unknown-kind.toml",
         "peer kinds are open: whether a launcher exists is known at run time only",
     ),

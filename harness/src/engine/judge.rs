@@ -76,7 +76,11 @@ fn load_failures(want: &crate::scenario::LoadPlan, got: &crate::load::LoadReport
 pub fn judge(plan: &Plan, seen: &Observed<'_>) -> Judgement {
     let mut failures = Vec::new();
     for exp in &plan.expectations {
-        let mut m = seen.metrics.get(&exp.peer).cloned().unwrap_or_default();
+        let key = match &exp.connection {
+            Some(c) => super::metrics_key(plan, &exp.peer, c),
+            None => exp.peer.clone(),
+        };
+        let mut m = seen.metrics.get(&key).cloned().unwrap_or_default();
         let page = plan.peers.iter().any(|p| p.id == exp.peer && p.is_page());
         let mut exp = exp.clone();
         if page {

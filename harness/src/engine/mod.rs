@@ -108,6 +108,20 @@ pub struct RunResult {
     /// A `[load]` run's pairs connected, setup-time percentiles and process samples.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<crate::load::LoadReport>,
+    /// Intervals steps define (a mesh step's `mesh_complete_ms`), in step order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step_metrics: Vec<StepMetric>,
+}
+
+/// An interval a step defines ([`crate::engine::steps::Step::metrics`]).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StepMetric {
+    /// The step, 1-based as in the progress lines.
+    pub step: usize,
+    /// The metric's name, e.g. `mesh_complete_ms`.
+    pub name: String,
+    /// Its value, ms.
+    pub value_ms: f64,
 }
 
 /// A named point on the timeline (a `mark` step).
@@ -361,6 +375,21 @@ impl Engine {
         }
         result.stats = std::mem::take(&mut sampler.samples);
         result.metrics = peer_metrics(plan, &judged);
+        result.step_metrics = plan
+            .steps
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| {
+                s.step
+                    .metrics(&judged)
+                    .into_iter()
+                    .map(move |(name, value_ms)| StepMetric {
+                        step: i + 1,
+                        name,
+                        value_ms,
+                    })
+            })
+            .collect();
         if let (Some(l), Some(task)) = (&plan.load, sampler_task) {
             let samples = task.stop().await;
             let connected = |p: &str| {
@@ -441,6 +470,7 @@ impl RunResult {
             timeline: Timeline::new(),
             logs: None,
             load: None,
+            step_metrics: Vec::new(),
         }
     }
 }
@@ -701,6 +731,16 @@ pub fn page_connections(plan: &Plan, timeline: &Timeline) -> Vec<(String, String
 }
 
 /// Each peer's metrics in its connection.
+/// The key of a peer's metrics in [`RunResult::metrics`]: the peer id, or `peer@connection`
+/// for a peer in several connections (a mesh), one entry per connection.
+pub fn metrics_key(plan: &Plan, peer: &str, connection: &str) -> String {
+    if plan.connections.iter().filter(|c| c.has(peer)).count() > 1 {
+        format!("{peer}@{connection}")
+    } else {
+        peer.to_string()
+    }
+}
+
 fn peer_metrics(plan: &Plan, judged: &Timeline) -> BTreeMap<String, PeerMetrics> {
     let mut out = BTreeMap::new();
     for (p, c) in page_connections(plan, judged) {
@@ -720,7 +760,7 @@ fn peer_metrics(plan: &Plan, judged: &Timeline) -> BTreeMap<String, PeerMetrics>
             } else {
                 metrics::peer_metrics(judged, ep)
             };
-            out.insert(p.clone(), m);
+            out.insert(metrics_key(plan, p, &c.id), m);
         }
     }
     out
@@ -740,7 +780,8 @@ fn explanations(
             .into_iter()
             .filter(|p| !p.is_empty())
         {
-            let (Some(pp), Some(m)) = (plan.peers.iter().find(|x| x.id == *p), metrics.get(p))
+            let key = metrics_key(plan, p, &c.id);
+            let (Some(pp), Some(m)) = (plan.peers.iter().find(|x| x.id == *p), metrics.get(&key))
             else {
                 continue;
             };
@@ -759,7 +800,7 @@ fn explanations(
                 stats: sample,
                 network: plan.network.as_ref(),
             };
-            out.insert(p.clone(), crate::explain::explain(&subject, m));
+            out.insert(key, crate::explain::explain(&subject, m));
         }
     }
     out

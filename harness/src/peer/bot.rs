@@ -168,6 +168,21 @@ impl BotConnection {
             t.abort();
         }
     }
+
+    /// Aborts every task of the connection but the one calling (the negotiation task closing
+    /// the connection after `peer-left`).
+    fn abort_other_tasks(&self) {
+        let me = tokio::task::try_id();
+        if let Ok(mut v) = self.tasks.lock() {
+            v.retain(|t| {
+                if Some(t.id()) == me {
+                    return true;
+                }
+                t.abort();
+                false
+            });
+        }
+    }
 }
 
 /// Forwards webrtc-rs callbacks: each one only stamps the time and hands off, because the
@@ -494,7 +509,7 @@ impl Peer for Bot {
         let session = connector.join(&req.room).await.map_err(PeerError::failed)?;
         add_task(tokio::spawn(
             negotiate(
-                pc.clone(),
+                (pc.clone(), Arc::downgrade(&conn)),
                 (connector, session),
                 cand_rx,
                 gathered_rx,
@@ -769,7 +784,8 @@ impl Bot {
 /// The offer/answer exchange of one connection, driven by signaling events. It sees only the
 /// [`signaling`] traits, never a protocol's own messages.
 async fn negotiate(
-    pc: Arc<dyn PeerConnection>,
+    // The peer connection, and (weak: it holds this task) the harness's record of it.
+    (pc, this): (Arc<dyn PeerConnection>, std::sync::Weak<BotConnection>),
     // The connector (to rejoin after the socket closes) and the joined session.
     (connector, mut session): (Arc<dyn SignalingConnector>, Box<dyn SignalingSession>),
     mut local_candidates: mpsc::UnboundedReceiver<Option<RTCIceCandidateInit>>,
@@ -915,6 +931,22 @@ async fn negotiate(
                             pending_remote.push(init);
                             Ok(())
                         }
+                    }
+                    SignalingEvent::PeerLeft { .. } if req.close_on_peer_left => {
+                        // A mesh call's app closes the connection of a peer that left the call
+                        // and keeps the rest: its media and channel tasks stop, close() here,
+                        // and the task ends with it.
+                        if let Some(c) = this.upgrade() {
+                            c.abort_other_tasks();
+                        }
+                        sink.emit(&conn, EventKind::Closed);
+                        if let Err(e) = pc.close().await {
+                            report(format!("close after peer-left: {e}"));
+                        }
+                        for m in [StateMachine::Signaling, StateMachine::IceConnection, StateMachine::Connection] {
+                            sink.emit(&conn, EventKind::State { machine: m, state: "closed".into() });
+                        }
+                        return;
                     }
                     SignalingEvent::Error(e) => Err(e.to_string()),
                     // The remote's end-of-candidates, joined and the other room events need
@@ -1091,6 +1123,7 @@ mod tests {
             ice_transport_policy: crate::scenario::IcePolicy::All,
             media: Vec::new(),
             direction: crate::scenario::Direction::Sendrecv,
+            close_on_peer_left: false,
             app_signaling: None,
         }
     }

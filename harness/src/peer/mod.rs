@@ -116,6 +116,10 @@ pub struct ConnectRequest {
     pub media: Vec<crate::scenario::MediaKind>,
     /// This peer's transceiver direction for that media.
     pub direction: crate::scenario::Direction,
+    /// Close this connection when the signaling server says the other peer left the room
+    /// (`peer-left`), as a mesh call's app does (set by `mesh` steps).
+    #[serde(default)]
+    pub close_on_peer_left: bool,
     /// `join_app` steps: the app's own signaling protocol and who the bot is in it;
     /// `signaling_url` is then the app's base URL and `room` the app's room id.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -143,6 +143,7 @@ mod tests {
             timeline,
             logs: None,
             load: None,
+            step_metrics: Vec::new(),
         }
     }
 

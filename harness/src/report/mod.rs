@@ -136,17 +136,39 @@ pub fn render_run(r: &RunResult) -> String {
     if let Some(l) = &r.load {
         out.push_str(&render_load(l));
     } else if !r.metrics.is_empty() {
+        // A peer in several connections (a mesh) has a row per connection: `peer@connection`.
+        let rows: Vec<(
+            &crate::peer::PeerInfo,
+            &String,
+            &crate::metrics::PeerMetrics,
+        )> = r
+            .peers
+            .iter()
+            .flat_map(|p| {
+                r.metrics
+                    .iter()
+                    .filter(|(k, _)| {
+                        *k == &p.id
+                            || k.strip_prefix(p.id.as_str())
+                                .is_some_and(|t| t.starts_with('@'))
+                    })
+                    .map(move |(k, m)| (p, k, m))
+            })
+            .collect();
+        let w = rows
+            .iter()
+            .map(|(_, k, _)| k.len())
+            .max()
+            .unwrap_or(0)
+            .max(10);
         out.push_str(&format!(
-            "      {:<10} {:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+            "      {:<w$} {:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
             "peer", "product", "signaling", "gathering", "ice", "dtls", "setup", "first_msg"
         ));
-        for p in &r.peers {
-            let Some(m) = r.metrics.get(&p.id) else {
-                continue;
-            };
+        for (p, key, m) in rows {
             out.push_str(&format!(
-                "      {:<10} {:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
-                p.id,
+                "      {:<w$} {:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+                key,
                 truncate(&p.product, 22),
                 fmt_ms(m.signaling_ms),
                 fmt_ms(m.gathering_ms),
@@ -157,6 +179,12 @@ pub fn render_run(r: &RunResult) -> String {
             ));
         }
         out.push_str("      (all times ms)\n");
+        for sm in &r.step_metrics {
+            out.push_str(&format!(
+                "      step {} {}: {:.1}\n",
+                sm.step, sm.name, sm.value_ms
+            ));
+        }
         for p in &r.peers {
             let Some(m) = r.metrics.get(&p.id) else {
                 continue;

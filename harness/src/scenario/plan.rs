@@ -373,6 +373,8 @@ pub struct ConnectionPlan {
     pub media: Vec<MediaKind>,
     /// Whether the connect step expects it to connect (false: `outcome = "failed"`).
     pub expect_connected: bool,
+    /// The mesh call it belongs to (`mesh` steps), if any.
+    pub call: Option<String>,
 }
 
 impl ConnectionPlan {
@@ -841,6 +843,7 @@ fn group_load_steps(mut steps: Vec<StepPlan>, l: &LoadPlan) -> Vec<StepPlan> {
                 what: format!("connect {n} pairs{ramp}"),
                 parts: connects,
                 every: l.ramp_per_s.map(|r| Duration::from_secs_f64(1.0 / r)),
+                strict: false,
             }),
             timeout: None,
         },
@@ -850,6 +853,7 @@ fn group_load_steps(mut steps: Vec<StepPlan>, l: &LoadPlan) -> Vec<StepPlan> {
                 what: format!("close all {} peers", 2 * n),
                 parts: closes,
                 every: None,
+                strict: false,
             }),
             timeout: None,
         },

@@ -40,9 +40,9 @@ fn columns_count_characters_not_bytes() {
 }
 
 #[test]
-fn a_peer_in_two_connections_is_rejected_for_now() {
-    let text = r#"
-name = "mesh"
+fn a_peer_may_be_in_several_connections_but_a_pair_in_one() {
+    let three = r#"
+name = "mesh by hand"
 [[peers]]
 id = "a"
 kind = "bot"
@@ -63,8 +63,68 @@ offerer = "a"
 answerer = "c"
 data_channel = "x"
 "#;
-    let e = parse(Path::new("m.toml"), text).unwrap_err();
-    assert_eq!((e.line, e.key.as_str()), (19, "steps[1].offerer"));
+    let plan = parse(Path::new("m.toml"), three).unwrap();
+    let ids: Vec<&str> = plan.connections.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["a~b", "a~c"]);
+    let again = format!(
+        "{three}[[steps]]\naction = \"connect\"\nofferer = \"b\"\nanswerer = \"a\"\ndata_channel = \"y\"\n"
+    );
+    let e = parse(Path::new("m.toml"), &again).unwrap_err();
+    assert_eq!(e.key, "steps[2].answerer");
+    assert!(
+        e.message.contains("already connected by step"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn a_mesh_step_makes_one_connection_per_pair_named_newcomer_tilde_member() {
+    let text = r#"
+name = "mesh"
+[[peers]]
+id = "a"
+kind = "bot"
+[[peers]]
+id = "b"
+kind = "bot"
+[[peers]]
+id = "c"
+kind = "bot"
+[[peers]]
+id = "d"
+kind = "bot"
+[[steps]]
+action = "mesh"
+peers = ["a", "b", "c"]
+data_channel = "x"
+[[steps]]
+action = "mesh"
+peers = ["d"]
+data_channel = "x"
+"#;
+    let plan = parse(Path::new("m.toml"), text).unwrap();
+    let pairs: Vec<(&str, &str, &str)> = plan
+        .connections
+        .iter()
+        .map(|c| (c.id.as_str(), c.offerer.as_str(), c.answerer.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("b~a", "b", "a"),
+            ("c~a", "c", "a"),
+            ("c~b", "c", "b"),
+            ("d~a", "d", "a"),
+            ("d~b", "d", "b"),
+            ("d~c", "d", "c"),
+        ]
+    );
+    assert!(
+        plan.connections
+            .iter()
+            .all(|c| c.call.as_deref() == Some("mesh"))
+    );
 }
 
 #[test]

@@ -27,6 +27,8 @@ struct Entry {
     peer: String,
     /// The kind of the new track: `audio` or `video`.
     kind: MediaKind,
+    /// The connection, when the peer is in several (a mesh): its id.
+    connection: Option<String>,
 }
 
 /// A checked add_track step.
@@ -48,6 +50,7 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
     let c = cx.connection_of(
         &e.peer,
         None,
+        e.connection.as_deref().map(|c| ("connection", c)),
         "peer",
         format!(
             "peer {:?} has no connection to add a track to (no earlier connect step)",

@@ -43,6 +43,9 @@ struct Entry {
     /// `connected` (default) or `failed`: the step then passes once both peers'
     /// connectionState is `failed` (an expected ICE failure).
     outcome: Option<ConnectOutcome>,
+    /// Each peer closes this connection when the signaling server says the other left the
+    /// room (`peer-left`), as a mesh call's app does (default false; `mesh` steps set it).
+    close_on_peer_left: Option<bool>,
 }
 
 /// A checked connect step.
@@ -56,6 +59,8 @@ pub struct Connect {
     pub directions: (Direction, Direction),
     /// What the step waits for.
     pub outcome: ConnectOutcome,
+    /// Close on `peer-left`.
+    pub close_on_peer_left: bool,
 }
 
 fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, ScenarioError> {
@@ -68,17 +73,19 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
             format!("a peer cannot connect to itself ({:?})", e.offerer),
         ));
     }
-    for (k, p) in [("offerer", &e.offerer), ("answerer", &e.answerer)] {
-        if let Some(prev) = cx.connections.iter().find(|c| c.has(p)) {
-            return Err(cx.err(
-                k,
-                format!(
-                    "peer {p:?} is already in the connection of step {}; one connection per \
-                     peer is supported so far",
-                    prev.step
-                ),
-            ));
-        }
+    if let Some(prev) = cx
+        .connections
+        .iter()
+        .find(|c| c.has(&e.offerer) && c.has(&e.answerer))
+    {
+        return Err(cx.err(
+            "answerer",
+            format!(
+                "{:?} and {:?} are already connected by step {} ({:?}): one connection per pair \
+                 of peers",
+                e.offerer, e.answerer, prev.step, prev.id
+            ),
+        ));
     }
     let media = {
         let mut m = e.media.clone().unwrap_or_default();
@@ -147,6 +154,7 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
         data_channel: e.data_channel.clone(),
         media,
         expect_connected: outcome == ConnectOutcome::Connected,
+        call: None,
     };
     cx.connections.push(connection.clone());
     Ok(Arc::new(Connect {
@@ -157,6 +165,7 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
             dirs.get(&e.answerer).copied().unwrap_or_default(),
         ),
         outcome,
+        close_on_peer_left: e.close_on_peer_left.unwrap_or(false),
     }))
 }
 
@@ -201,6 +210,7 @@ impl Step for Connect {
                 ice_transport_policy: cx.ice().policy,
                 media: c.media.clone(),
                 direction,
+                close_on_peer_left: self.close_on_peer_left,
                 app_signaling: None,
             };
             cx.bounded(format!("{id}: connect"), cx.peer(id)?.connect(&req))
@@ -353,10 +363,12 @@ mod tests {
                 data_channel: Some("chat".into()),
                 media: vec![],
                 expect_connected: outcome == ConnectOutcome::Connected,
+                call: None,
             },
             trickle: true,
             directions: Default::default(),
             outcome,
+            close_on_peer_left: false,
         }
     }
 

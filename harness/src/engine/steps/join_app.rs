@@ -176,6 +176,7 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
         data_channel: e.data_channel.clone(),
         media: media.clone(),
         expect_connected: true,
+        call: None,
     });
     Ok(Arc::new(JoinApp {
         name: e.name.unwrap_or_else(|| e.peer.clone()),
@@ -235,6 +236,7 @@ impl Step for JoinApp {
             ice_transport_policy: cx.ice().policy,
             media: self.media.clone(),
             direction: Direction::Sendrecv,
+            close_on_peer_left: false,
             app_signaling: Some(crate::peer::signaling::AppJoin {
                 plan: signaling,
                 name: cx.setup.expand(&self.name),

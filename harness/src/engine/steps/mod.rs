@@ -19,6 +19,7 @@ mod freeze;
 mod join_app;
 mod kill;
 mod mark;
+mod mesh;
 mod page;
 mod restart_app;
 mod restart_ice;
@@ -31,6 +32,7 @@ mod wait;
 mod wait_state;
 
 pub use connect::Connect;
+pub use mesh::{MAX_MESH_PEERS, Mesh};
 pub use send::{MAX_MESSAGE_BYTES, MAX_MESSAGES, MIN_MESSAGE_BYTES, SendMessages};
 pub use together::Together;
 
@@ -62,6 +64,7 @@ pub struct Kind {
 /// Every step kind, in the order the README documents them. Registering a kind is one line.
 pub const KINDS: &[Kind] = &[
     connect::KIND,
+    mesh::KIND,
     join_app::KIND,
     send::KIND,
     wait::KIND,
@@ -124,6 +127,11 @@ pub trait Step: std::fmt::Debug + std::any::Any + std::marker::Send + Sync {
     /// Runs once the step is done (a connect step records the selected candidate pairs).
     async fn finish(&self, _cx: &mut RunCx<'_>) -> Result<(), StepError> {
         Ok(())
+    }
+    /// Intervals the step itself defines, from the run's timeline, as `(name, ms)` (a mesh
+    /// step's `mesh_complete_ms`); most steps define none.
+    fn metrics(&self, _timeline: &Timeline) -> Vec<(String, f64)> {
+        Vec::new()
     }
 }
 
@@ -354,19 +362,68 @@ impl BuildCx<'_> {
 
     /// The live connection `peer` is in (optionally the one carrying data channel `channel`),
     /// checking that neither of its peers was closed; `missing` is the error when there is none.
+    /// A peer in several such connections (a mesh) must say which: `pick` is the step's
+    /// `connection` key (a connection id) or `to` key (the other peer), as `(key, value)`.
     pub fn connection_of(
         &self,
         peer: &str,
         channel: Option<&str>,
+        pick: Option<(&str, &str)>,
         key: &str,
         missing: String,
     ) -> Result<ConnectionPlan, ScenarioError> {
-        let Some(found) = self.connections.iter().find(|c| {
-            c.expect_connected
-                && c.has(peer)
-                && channel.is_none_or(|ch| c.data_channel.as_deref() == Some(ch))
-        }) else {
-            return Err(self.err(key, missing));
+        let candidates: Vec<&ConnectionPlan> = self
+            .connections
+            .iter()
+            .filter(|c| {
+                c.expect_connected
+                    && c.has(peer)
+                    && channel.is_none_or(|ch| c.data_channel.as_deref() == Some(ch))
+            })
+            .collect();
+        let found = match (pick, candidates.as_slice()) {
+            (_, []) => return Err(self.err(key, missing)),
+            (None, [one]) => *one,
+            (None, many) => {
+                let ids: Vec<&str> = many.iter().map(|c| c.id.as_str()).collect();
+                return Err(self.err(
+                    key,
+                    format!(
+                        "peer {peer:?} is in {} connections{} ({}): say which with `to` (the \
+                         other peer) or `connection`",
+                        many.len(),
+                        channel
+                            .map(|ch| format!(" with a data channel {ch:?}"))
+                            .unwrap_or_default(),
+                        ids.join(", ")
+                    ),
+                ));
+            }
+            (Some((pick_key, want)), many) => {
+                let hit = many.iter().find(|c| {
+                    if pick_key == "to" {
+                        c.other(peer) == Some(want)
+                    } else {
+                        c.id == want
+                    }
+                });
+                match hit {
+                    Some(c) => *c,
+                    None => {
+                        let ids: Vec<&str> = many.iter().map(|c| c.id.as_str()).collect();
+                        return Err(self.err(
+                            pick_key,
+                            format!(
+                                "peer {peer:?} has no such connection{}: it is in {}",
+                                channel
+                                    .map(|ch| format!(" with a data channel {ch:?}"))
+                                    .unwrap_or_default(),
+                                ids.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
         };
         for p in [found.offerer.as_str(), found.answerer.as_str()] {
             if self.closed.contains(p) {

@@ -24,6 +24,8 @@ pub(super) const KIND: Kind = Kind {
 struct Entry {
     /// The peer that restarts (it makes the new offer).
     peer: String,
+    /// The connection, when the peer is in several (a mesh): its id.
+    connection: Option<String>,
 }
 
 /// A checked restart_ice step.
@@ -43,6 +45,7 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
     let c = cx.connection_of(
         &e.peer,
         None,
+        e.connection.as_deref().map(|c| ("connection", c)),
         "peer",
         format!(
             "peer {:?} has no connection to restart (no earlier connect step)",

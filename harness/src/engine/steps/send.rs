@@ -41,6 +41,10 @@ struct Entry {
     /// Bytes per message (20 to 65536).
     #[schemars(range(min = MIN_MESSAGE_BYTES, max = MAX_MESSAGE_BYTES))]
     bytes: u64,
+    /// The receiving peer, when `from` has that channel on several connections (a mesh).
+    to: Option<String>,
+    /// The connection id, instead of `to`.
+    connection: Option<String>,
 }
 
 /// A checked send step.
@@ -79,9 +83,18 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
             ),
         ));
     }
+    if e.to.is_some() && e.connection.is_some() {
+        return Err(cx.err("connection", "give `to` or `connection`, not both"));
+    }
+    let pick = match (&e.to, &e.connection) {
+        (Some(to), _) => Some(("to", to.as_str())),
+        (None, Some(c)) => Some(("connection", c.as_str())),
+        (None, None) => None,
+    };
     let c = cx.connection_of(
         &e.from,
         Some(&e.channel),
+        pick,
         "channel",
         format!(
             "no earlier connect step gives peer {:?} a data channel {:?} (set `data_channel = \

@@ -1,7 +1,8 @@
 //! Several steps run as one: each started in turn (one every `every`, a ramp), and done when
 //! every one of them has settled. Not an `action` of its own: `[load]` scenarios are made of
-//! it ([`crate::load`]). A part that fails does not fail the whole: a load run counts how many
-//! pairs connected, and the verdict judges that share.
+//! it ([`crate::load`]), where a part that fails does not fail the whole (a load run counts
+//! how many pairs connected, and the verdict judges that share), and so is a `mesh` step,
+//! where it does (`strict`).
 
 use super::{Progress, Step, Watch};
 use crate::engine::context::RunCx;
@@ -24,6 +25,8 @@ pub struct Together {
     pub parts: Vec<Arc<dyn Step>>,
     /// Time between two parts' starts (`None`: all at once).
     pub every: Option<Duration>,
+    /// A part that fails fails the whole (else it only counts as settled).
+    pub strict: bool,
 }
 
 #[async_trait]
@@ -60,7 +63,10 @@ impl Step for Together {
             cx.drain();
             watches.push((part.describe(), part.start(cx).await?));
         }
-        Ok(Box::new(All { watches }))
+        Ok(Box::new(All {
+            watches,
+            strict: self.strict,
+        }))
     }
 
     fn samples_while_waiting(&self) -> bool {
@@ -69,8 +75,11 @@ impl Step for Together {
 
     async fn finish(&self, cx: &mut RunCx<'_>) -> Result<(), StepError> {
         for p in &self.parts {
-            // A part that failed has nothing to finish; its failure is counted, not raised.
-            let _ = p.finish(cx).await;
+            // Loose: a part that failed has nothing to finish; its failure is counted.
+            let done = p.finish(cx).await;
+            if self.strict {
+                done?;
+            }
         }
         Ok(())
     }
@@ -78,6 +87,7 @@ impl Step for Together {
 
 struct All {
     watches: Vec<(String, Box<dyn Watch>)>,
+    strict: bool,
 }
 
 impl All {
@@ -91,6 +101,13 @@ impl All {
 
 impl Watch for All {
     fn progress(&self, timeline: &Timeline) -> Progress {
+        if self.strict {
+            for (what, w) in &self.watches {
+                if let Progress::Failed(why) = w.progress(timeline) {
+                    return Progress::Failed(format!("{what}: {why}"));
+                }
+            }
+        }
         if self.waiting(timeline).next().is_none() {
             Progress::Done
         } else {

@@ -197,6 +197,10 @@ async function connect(cmd) {
         if (pc.remoteDescription) await pc.addIceCandidate(msg.candidate);
         else c.pending.push(msg.candidate);
         break;
+      case "peer-left":
+        // A mesh call's app closes the connection of a peer that left and keeps the rest.
+        if (cmd.close_on_peer_left && !c.closing) close({ connection });
+        break;
       case "error":
         throw new Error("signaling server: " + msg.code + ": " + msg.message);
     }
