@@ -93,6 +93,12 @@ pub(crate) enum Refusal {
     AlreadyJoined(String),
     #[error("room {room:?} is full ({capacity} peers)")]
     RoomFull { room: String, capacity: usize },
+    #[error("{0}")]
+    BadCapacity(String),
+    #[error(
+        "this room holds {0} peers: an offer, answer or candidate must name its target with `to`"
+    )]
+    TargetRequired(usize),
     #[error("no other peer {0:?} in this room")]
     UnknownPeer(String),
     #[error("{0}")]
@@ -118,6 +124,8 @@ impl Refusal {
             Refusal::NotInRoom => ErrorCode::NotInRoom,
             Refusal::AlreadyJoined(_) => ErrorCode::AlreadyJoined,
             Refusal::RoomFull { .. } => ErrorCode::RoomFull,
+            Refusal::BadCapacity(_) => ErrorCode::BadCapacity,
+            Refusal::TargetRequired(_) => ErrorCode::TargetRequired,
             Refusal::UnknownPeer(_) => ErrorCode::UnknownPeer,
             Refusal::Unauthorized(_) => ErrorCode::Unauthorized,
             Refusal::RateLimited { .. } => ErrorCode::RateLimited,
@@ -153,6 +161,8 @@ struct PeerEntry {
 struct Room {
     /// Peer ids in join order.
     members: Vec<String>,
+    /// Peers it holds (set by its first joiner).
+    capacity: usize,
 }
 
 #[derive(Debug, Default)]
@@ -326,7 +336,7 @@ impl Hub {
     fn dispatch(&self, peer: &str, msg: ClientMessage) -> Result<(), Refusal> {
         let mut state = self.lock();
         match msg {
-            ClientMessage::Join { room } => self.join(&mut state, peer, room),
+            ClientMessage::Join { room, capacity } => self.join(&mut state, peer, room, capacity),
             ClientMessage::Offer { sdp, to } => relay(
                 &state,
                 peer,
@@ -364,7 +374,13 @@ impl Hub {
         }
     }
 
-    fn join(&self, state: &mut State, peer: &str, room: String) -> Result<(), Refusal> {
+    fn join(
+        &self,
+        state: &mut State,
+        peer: &str,
+        room: String,
+        asked: Option<usize>,
+    ) -> Result<(), Refusal> {
         let State { peers, rooms } = state;
         let Some(entry) = peers.get_mut(peer) else {
             return Ok(()); // Already unregistered: nothing to do.
@@ -383,25 +399,54 @@ impl Hub {
                     other => other,
                 })?;
         }
-        let capacity = self.config.room_capacity;
+        let max = self.config.max_room_capacity.max(self.config.room_capacity);
+        if let Some(n) = asked
+            && !(2..=max).contains(&n)
+        {
+            return Err(Refusal::BadCapacity(format!(
+                "capacity {n} is out of range: 2 to {max} peers"
+            )));
+        }
+        let capacity = match (rooms.get(&room), asked) {
+            (Some(r), Some(n)) if r.capacity != n => {
+                return Err(Refusal::BadCapacity(format!(
+                    "room {:?} holds {} peers (set by its first joiner); this join asks for {n}",
+                    clip(&room),
+                    r.capacity
+                )));
+            }
+            (Some(r), _) => r.capacity,
+            (None, n) => n.unwrap_or(self.config.room_capacity),
+        };
         if rooms.get(&room).map_or(0, |r| r.members.len()) >= capacity {
             return Err(Refusal::RoomFull {
                 room: clip(&room),
                 capacity,
             });
         }
-        debug!(peer, room = %clip(&room), "joined");
+        debug!(peer, room = %clip(&room), capacity, "joined");
         entry.room = Some(room.clone());
-        let joined_room = rooms.entry(room).or_default();
+        let joined_room = rooms.entry(room).or_insert_with(|| Room {
+            members: Vec::new(),
+            capacity,
+        });
         let existing = joined_room.members.clone();
         joined_room.members.push(peer.to_owned());
         entry.outbox.deliver(
             peer,
             ServerMessage::Joined {
                 peer_id: peer.to_owned(),
-                peers: existing,
+                peers: existing.clone(),
             },
         );
+        let arrived = ServerMessage::PeerJoined {
+            peer_id: peer.to_owned(),
+        };
+        for member in &existing {
+            if let Some(target) = peers.get(member) {
+                target.outbox.deliver(member, arrived.clone());
+            }
+        }
         if joined_room.members.len() == capacity {
             let ready = ServerMessage::Ready {
                 peers: joined_room.members.clone(),
@@ -457,6 +502,7 @@ fn relay(state: &State, peer: &str, to: Option<String>, msg: ServerMessage) -> R
             }
             deliver(&target, msg);
         }
+        None if room.capacity > 2 => return Err(Refusal::TargetRequired(room.capacity)),
         None => {
             for member in room.members.iter().filter(|m| *m != peer) {
                 deliver(member, msg.clone());
@@ -539,7 +585,13 @@ mod tests {
     }
 
     fn join(hub: &Hub, peer: &TestPeer, room: &str) {
-        hub.handle(&peer.id, ClientMessage::Join { room: room.into() });
+        hub.handle(
+            &peer.id,
+            ClientMessage::Join {
+                room: room.into(),
+                capacity: None,
+            },
+        );
     }
 
     #[test]
@@ -571,6 +623,12 @@ mod tests {
             ServerMessage::Joined {
                 peer_id: b.id.clone(),
                 peers: vec![a.id.clone()]
+            }
+        );
+        assert_eq!(
+            a.next(),
+            ServerMessage::PeerJoined {
+                peer_id: b.id.clone()
             }
         );
         let ready = ServerMessage::Ready {
@@ -606,6 +664,98 @@ mod tests {
         hub.unregister(&b.id);
         assert_eq!(hub.room_count(), 0);
         a.assert_empty();
+    }
+
+    #[test]
+    fn a_mesh_room_takes_its_capacity_from_its_first_joiner_and_wants_targets() {
+        let hub = hub(2);
+        let mut p: Vec<TestPeer> = (0..5).map(|_| connect(&hub, 16)).collect();
+        let join_with = |peer: &TestPeer, capacity: Option<usize>| {
+            hub.handle(
+                &peer.id,
+                ClientMessage::Join {
+                    room: "call".into(),
+                    capacity,
+                },
+            );
+        };
+        join_with(&p[0], Some(4));
+        p[0].next(); // joined
+        // A later joiner may leave the capacity out, or name the same one.
+        join_with(&p[1], None);
+        join_with(&p[2], Some(4));
+        // A different one is refused, and changes nothing.
+        join_with(&p[3], Some(6));
+        p[3].expect_error(ErrorCode::BadCapacity);
+        join_with(&p[3], Some(4));
+        for (i, peer) in p.iter_mut().enumerate().take(4) {
+            let ids: Vec<String> = (0..4).map(|j| format!("p{}", j + 1)).collect();
+            if i > 0 {
+                assert_eq!(
+                    peer.next(),
+                    ServerMessage::Joined {
+                        peer_id: ids[i].clone(),
+                        peers: ids[..i].to_vec()
+                    }
+                );
+            }
+            // peer-joined for every later joiner, then ready once the room is full.
+            for later in &ids[i + 1..] {
+                assert_eq!(
+                    peer.next(),
+                    ServerMessage::PeerJoined {
+                        peer_id: later.clone()
+                    }
+                );
+            }
+            assert_eq!(peer.next(), ServerMessage::Ready { peers: ids.clone() });
+            peer.assert_empty();
+        }
+        // The fifth joiner is refused: the room is full.
+        join_with(&p[4], None);
+        p[4].expect_error(ErrorCode::RoomFull);
+        // In a room of more than two, an untargeted relay is refused; a targeted one goes to
+        // its target alone.
+        hub.handle(
+            &p[0].id,
+            ClientMessage::Offer {
+                sdp: "o".into(),
+                to: None,
+            },
+        );
+        p[0].expect_error(ErrorCode::TargetRequired);
+        hub.handle(
+            &p[0].id,
+            ClientMessage::Offer {
+                sdp: "o".into(),
+                to: Some(p[2].id.clone()),
+            },
+        );
+        assert_eq!(
+            p[2].next(),
+            ServerMessage::Offer {
+                sdp: "o".into(),
+                from: p[0].id.clone()
+            }
+        );
+        for i in [0, 1, 3, 4] {
+            p[i].assert_empty();
+        }
+        // Out of range.
+        let q = connect(&hub, 4);
+        for n in [0, 1, 17] {
+            hub.handle(
+                &q.id,
+                ClientMessage::Join {
+                    room: format!("r{n}"),
+                    capacity: Some(n),
+                },
+            );
+        }
+        let mut q = q;
+        for _ in 0..3 {
+            q.expect_error(ErrorCode::BadCapacity);
+        }
     }
 
     #[test]
@@ -671,6 +821,7 @@ mod tests {
             .await
             .expect("slow client kicked");
         assert!(matches!(fast.next(), ServerMessage::Joined { .. }));
+        assert!(matches!(fast.next(), ServerMessage::PeerJoined { .. }));
         assert!(matches!(fast.next(), ServerMessage::Ready { .. }));
         fast.assert_empty();
     }
@@ -714,6 +865,7 @@ mod tests {
         });
         assert_eq!(warnings, 1);
         fast.next(); // joined
+        fast.next(); // peer-joined
         fast.next(); // ready
         fast.assert_empty();
         drop(slow);
@@ -874,6 +1026,8 @@ mod sequences {
                 Target::Nobody => Some("nobody".to_owned()),
             };
             match &to_id {
+                // A room of more than two wants every relay targeted.
+                None if self.capacity > 2 => self.expect(c, Seen::Error(ErrorCode::TargetRequired)),
                 None => {
                     for m in members.into_iter().filter(|m| *m != c) {
                         self.expect(m, Seen::Msg(msg.clone()));
@@ -937,7 +1091,21 @@ mod sequences {
                             .map(|m| self.clients[*m].id.clone())
                             .collect();
                         let id = self.clients[c].id.clone();
-                        self.expect(c, Seen::Msg(ServerMessage::Joined { peer_id: id, peers }));
+                        self.expect(
+                            c,
+                            Seen::Msg(ServerMessage::Joined {
+                                peer_id: id.clone(),
+                                peers,
+                            }),
+                        );
+                        for m in self.rooms[*room].clone() {
+                            self.expect(
+                                m,
+                                Seen::Msg(ServerMessage::PeerJoined {
+                                    peer_id: id.clone(),
+                                }),
+                            );
+                        }
                         self.rooms[*room].push(c);
                         self.clients[c].room = Some(*room);
                         if self.rooms[*room].len() == self.capacity {

@@ -11,7 +11,7 @@
 //! let server = Server::bind("127.0.0.1:0".parse()?, Config::default()).await?;
 //! let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await?;
 //!
-//! let join = ClientMessage::Join { room: "r1".into() };
+//! let join = ClientMessage::Join { room: "r1".into(), capacity: None };
 //! ws.send(Message::text(serde_json::to_string(&join)?)).await?;
 //! let Some(Ok(Message::Text(reply))) = ws.next().await else { panic!("no reply") };
 //! let reply: ServerMessage = serde_json::from_str(&reply)?;
@@ -41,13 +41,16 @@
 //! | message | meaning |
 //! | --- | --- |
 //! | `{"type":"join","room":"r1"}` | enter room `r1`, creating it if needed |
+//! | `{"type":"join","room":"r1","capacity":4}` | the same for a room of 4 peers (a mesh call): the first joiner sets a room's capacity (default [`Config::room_capacity`], at most [`Config::max_room_capacity`]); a later joiner may leave it out or name the same one |
 //! | `{"type":"offer","sdp":"...","to":"p2"}` | relay an SDP offer |
 //! | `{"type":"answer","sdp":"...","to":"p1"}` | relay an SDP answer |
 //! | `{"type":"candidate","candidate":{...},"to":"p2"}` | relay an ICE candidate (an `RTCIceCandidateInit` object), or `null` for end-of-candidates |
 //! | `{"type":"leave"}` | leave the room; the socket stays open and may join again |
 //!
-//! `to` is optional: with it the message goes to that one peer of the
-//! sender's room, without it (or with `null`) to every other peer of the room.
+//! `to` names the one peer of the sender's room the message is for. In a room
+//! of two it is optional: without it (or with `null`) the message goes to the
+//! other peer. In a room of more than two it is required (`target_required`
+//! otherwise): a mesh call negotiates one connection per pair.
 //! Unknown extra fields are ignored.
 //!
 //! Server to client ([`protocol::ServerMessage`]):
@@ -55,6 +58,7 @@
 //! | message | when |
 //! | --- | --- |
 //! | `{"type":"joined","peer_id":"p3","peers":["p1"]}` | to the joiner; `peers` are the ids already in the room, in join order |
+//! | `{"type":"peer-joined","peer_id":"p3"}` | to the peers already in the room when another joins (before any `ready` it completes) |
 //! | `{"type":"ready","peers":["p1","p3"]}` | to every peer of a room that just became full |
 //! | `{"type":"offer","sdp":"...","from":"p1"}` | a relayed offer; `answer` and `candidate` likewise (`to` is not echoed, `from` is set by the server, a `null` candidate stays `null`) |
 //! | `{"type":"peer-left","peer_id":"p1"}` | to the remaining peers when a peer leaves or its socket closes |
@@ -74,7 +78,9 @@
 //! | `too_large` | the message is longer than [`Config::max_message_bytes`] |
 //! | `not_in_room` | `offer`, `answer`, `candidate` or `leave` before `join` |
 //! | `already_joined` | `join` while already in a room |
-//! | `room_full` | the room already holds [`Config::room_capacity`] peers |
+//! | `room_full` | the room already holds its capacity of peers ([`Config::room_capacity`] unless its first joiner named one) |
+//! | `bad_capacity` | `join` with a `capacity` below 2 or above [`Config::max_room_capacity`], or other than the room's |
+//! | `target_required` | `offer`, `answer` or `candidate` without `to` in a room of more than two peers |
 //! | `unknown_peer` | `to` names no other peer of the sender's room (naming yourself counts as unknown) |
 //! | `unauthorized` | `join` without a valid token for that room while the server requires one (see [Authentication](#authentication)); the client joins nothing |
 //! | `rate_limited` | the client is over its rate limit; the message was dropped (see [Limits](#limits)) |
@@ -91,7 +97,8 @@
 //!
 //! All per connection, all in [`Config`] (and as `rtc-signaling` flags).
 //!
-//! * Room capacity: [`Config::room_capacity`] peers, default 2.
+//! * Room capacity: [`Config::room_capacity`] peers, default 2; a room's first
+//!   joiner may ask for up to [`Config::max_room_capacity`], default 16.
 //! * Message size: [`Config::max_message_bytes`] bytes, default 65536
 //!   (64 KiB), counted as the UTF-8 length of a text frame (or the length of
 //!   a binary frame). Longer messages get `too_large` and the connection stays

@@ -34,6 +34,9 @@ struct Args {
     /// Peers per room; `ready` is sent when a room reaches it.
     #[arg(long, default_value_t = Config::default().room_capacity, value_parser = positive)]
     room_capacity: usize,
+    /// Largest room capacity a `join` may ask for (a mesh call of that many peers).
+    #[arg(long, default_value_t = Config::default().max_room_capacity, value_parser = positive)]
+    max_room_capacity: usize,
     /// Largest accepted client message, in bytes.
     #[arg(long, default_value_t = Config::default().max_message_bytes, value_parser = positive)]
     max_message_bytes: usize,
@@ -81,6 +84,7 @@ impl Args {
     fn config(&self) -> Config {
         Config {
             room_capacity: self.room_capacity,
+            max_room_capacity: self.max_room_capacity,
             max_message_bytes: self.max_message_bytes,
             outbox_capacity: self.outbox_capacity,
             rate_limit_per_second: self.rate_limit_per_second,

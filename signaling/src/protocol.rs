@@ -18,9 +18,16 @@ use serde_json::Value;
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ClientMessage {
     /// `{"type":"join","room":"r1"}`: enter a room, creating it if needed.
+    /// `{"type":"join","room":"r1","capacity":4}`: the same, for a room of 4 (a mesh call); the
+    /// first joiner sets the room's capacity (default: the server's
+    /// [`Config::room_capacity`](crate::Config::room_capacity)); a later joiner that names a
+    /// different one is refused with `bad_capacity`.
     Join {
         /// Name of the room to join (any string).
         room: String,
+        /// Peers the room holds, 2 to [`Config::max_room_capacity`](crate::Config::max_room_capacity).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capacity: Option<usize>,
     },
     /// `{"type":"offer","sdp":"...","to":"p2"}`: an SDP offer to relay.
     Offer {
@@ -63,6 +70,11 @@ pub enum ServerMessage {
         peer_id: String,
         /// Ids of the peers already in the room, in join order.
         peers: Vec<String>,
+    },
+    /// Sent to the peers already in a room when another joins it.
+    PeerJoined {
+        /// Id of the peer that joined.
+        peer_id: String,
     },
     /// Sent to every peer of a room once it reaches its capacity.
     Ready {
@@ -121,6 +133,12 @@ pub enum ErrorCode {
     AlreadyJoined,
     /// `room_full`: the room already holds its capacity of peers.
     RoomFull,
+    /// `bad_capacity`: a `join` whose `capacity` is out of range, or differs from the
+    /// capacity the room was created with.
+    BadCapacity,
+    /// `target_required`: an `offer`, `answer` or `candidate` without `to` in a room of more
+    /// than two peers (whom it is for would be a guess).
+    TargetRequired,
     /// `unknown_peer`: `to` names no other peer of the sender's room.
     UnknownPeer,
     /// `unauthorized`: `join` without a valid token for that room, while the
@@ -145,6 +163,8 @@ impl ErrorCode {
             ErrorCode::NotInRoom => "not_in_room",
             ErrorCode::AlreadyJoined => "already_joined",
             ErrorCode::RoomFull => "room_full",
+            ErrorCode::BadCapacity => "bad_capacity",
+            ErrorCode::TargetRequired => "target_required",
             ErrorCode::UnknownPeer => "unknown_peer",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::RateLimited => "rate_limited",
@@ -197,7 +217,10 @@ mod tests {
     #[test]
     fn client_join_and_leave() {
         round_trip_client(
-            ClientMessage::Join { room: "r1".into() },
+            ClientMessage::Join {
+                room: "r1".into(),
+                capacity: None,
+            },
             json!({"type": "join", "room": "r1"}),
         );
         round_trip_client(ClientMessage::Leave, json!({"type": "leave"}));

@@ -43,9 +43,13 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Server settings. Every limit is per connection unless it says otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Peers a room holds; `ready` is sent when it is reached and further
+    /// Peers a room holds unless its first joiner asks for another capacity
+    /// (`join` with `capacity`); `ready` is sent when it is reached and further
     /// joiners get `room_full`. Default 2.
     pub room_capacity: usize,
+    /// Largest capacity a `join` may ask for (a mesh call of that many peers);
+    /// more gets `bad_capacity`. Default 16.
+    pub max_room_capacity: usize,
     /// Largest accepted client message, in bytes (UTF-8 length of a text
     /// frame). Longer messages get a `too_large` error. Default 65536.
     pub max_message_bytes: usize,
@@ -80,6 +84,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             room_capacity: 2,
+            max_room_capacity: 16,
             max_message_bytes: 65536,
             outbox_capacity: 256,
             rate_limit_per_second: 50,

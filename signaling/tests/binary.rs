@@ -35,7 +35,11 @@ async fn binary_serves_and_stops_on_sigint() -> Result<()> {
     let ((mut a, a_id), (mut b, b_id)) = pair(url, "r").await?;
     exchange(&mut a, &a_id, &mut b, &b_id).await?;
     let mut c = Client::connect(url).await?;
-    c.send(&ClientMessage::Join { room: "r".into() }).await?;
+    c.send(&ClientMessage::Join {
+        room: "r".into(),
+        capacity: None,
+    })
+    .await?;
     c.expect_error(ErrorCode::RoomFull).await?;
 
     let pid = child.id().context("pid")?;

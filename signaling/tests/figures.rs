@@ -54,7 +54,10 @@ async fn recv(ws: &mut Ws) -> Result<ServerMessage> {
 
 async fn join(url: &str, room: &str) -> Result<(Ws, String)> {
     let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url)).await??;
-    let join = ClientMessage::Join { room: room.into() };
+    let join = ClientMessage::Join {
+        room: room.into(),
+        capacity: None,
+    };
     ws.send(Message::text(serde_json::to_string(&join)?))
         .await?;
     match recv(&mut ws).await? {
@@ -152,10 +155,15 @@ async fn memory_per_idle_client_and_relay_latency() -> Result<()> {
 
     let mut clients: Vec<Ws> = Vec::new();
     for (mut ws, _) in joined {
-        match recv(&mut ws).await? {
-            ServerMessage::Ready { .. } => clients.push(ws),
-            other => bail!("expected ready, got {other:?}"),
+        loop {
+            match recv(&mut ws).await? {
+                // The first of a pair hears of the second before ready.
+                ServerMessage::PeerJoined { .. } => {}
+                ServerMessage::Ready { .. } => break,
+                other => bail!("expected ready, got {other:?}"),
+            }
         }
+        clients.push(ws);
     }
     for gap_ms in [200, 20] {
         let gap = Duration::from_millis(gap_ms);

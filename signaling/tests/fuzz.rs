@@ -194,10 +194,7 @@ async fn fuzz_case(url: &str, n: u64, frames: Vec<Frame>) -> Result<()> {
             let (_, peers) = f.join(&format!("fuzz-{n}")).await?;
             ensure!(peers == vec![p_id.clone()], "{peers:?}");
             for client in [&mut f, &mut p] {
-                match client.recv().await? {
-                    ServerMessage::Ready { .. } => {}
-                    other => bail!("expected ready, got {other:?}"),
-                }
+                client.expect_ready().await?;
             }
         }
     }
@@ -263,7 +260,10 @@ fn valid_message() -> impl Strategy<Value = Value> {
             .prop_map(|entries| Value::Object(entries.into_iter().collect::<Map<_, _>>())),
     ]);
     let message = prop_oneof![
-        text.prop_map(|room| ClientMessage::Join { room }),
+        text.prop_map(|room| ClientMessage::Join {
+            room,
+            capacity: None
+        }),
         (text, to.clone()).prop_map(|(sdp, to)| ClientMessage::Offer { sdp, to }),
         (text, to.clone()).prop_map(|(sdp, to)| ClientMessage::Answer { sdp, to }),
         (candidate, to).prop_map(|(candidate, to)| ClientMessage::Candidate { candidate, to }),

@@ -224,7 +224,10 @@ async fn connect_with(server: &Server, token: Option<&str>) -> Result<Client> {
 /// Joins `room` and expects `unauthorized` whose message contains `why`.
 async fn expect_unauthorized(client: &mut Client, room: &str, why: &str) -> Result<()> {
     client
-        .send(&ClientMessage::Join { room: room.into() })
+        .send(&ClientMessage::Join {
+            room: room.into(),
+            capacity: None,
+        })
         .await?;
     match client.recv().await? {
         ServerMessage::Error {

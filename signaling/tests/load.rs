@@ -78,7 +78,14 @@ async fn recv(ws: &mut Ws) -> Result<ServerMessage> {
 }
 
 async fn join(ws: &mut Ws, room: &str) -> Result<String> {
-    send(ws, &ClientMessage::Join { room: room.into() }).await?;
+    send(
+        ws,
+        &ClientMessage::Join {
+            room: room.into(),
+            capacity: None,
+        },
+    )
+    .await?;
     match recv(ws).await? {
         ServerMessage::Joined { peer_id, .. } => Ok(peer_id),
         other => bail!("expected joined, got {other:?}"),
@@ -86,9 +93,13 @@ async fn join(ws: &mut Ws, room: &str) -> Result<String> {
 }
 
 async fn expect_ready(ws: &mut Ws) -> Result<()> {
-    match recv(ws).await? {
-        ServerMessage::Ready { .. } => Ok(()),
-        other => bail!("expected ready, got {other:?}"),
+    loop {
+        match recv(ws).await? {
+            // The first of a pair hears of the second before ready.
+            ServerMessage::PeerJoined { .. } => {}
+            ServerMessage::Ready { .. } => return Ok(()),
+            other => bail!("expected ready, got {other:?}"),
+        }
     }
 }
 
@@ -166,6 +177,7 @@ async fn slow_consumer(addr: SocketAddr, url: String) -> Result<(Duration, usize
         &mut slow,
         &ClientMessage::Join {
             room: "slow".into(),
+            capacity: None,
         },
     )
     .await?;

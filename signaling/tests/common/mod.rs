@@ -100,19 +100,26 @@ impl Client {
 
     /// Joins `room`; returns (own id, peers already there).
     pub async fn join(&mut self, room: &str) -> Result<(String, Vec<String>)> {
-        self.send(&ClientMessage::Join { room: room.into() })
-            .await?;
+        self.send(&ClientMessage::Join {
+            room: room.into(),
+            capacity: None,
+        })
+        .await?;
         match self.recv().await? {
             ServerMessage::Joined { peer_id, peers } => Ok((peer_id, peers)),
             other => bail!("expected joined, got {other:?}"),
         }
     }
 
-    /// Expects `ready` and returns its peers.
+    /// Expects `ready` (after any `peer-joined`, which a peer already in the room gets first)
+    /// and returns its peers.
     pub async fn expect_ready(&mut self) -> Result<Vec<String>> {
-        match self.recv().await? {
-            ServerMessage::Ready { peers } => Ok(peers),
-            other => bail!("expected ready, got {other:?}"),
+        loop {
+            match self.recv().await? {
+                ServerMessage::PeerJoined { .. } => {}
+                ServerMessage::Ready { peers } => return Ok(peers),
+                other => bail!("expected ready, got {other:?}"),
+            }
         }
     }
 

@@ -36,7 +36,10 @@ impl SignalingConnector for RtcSignalingConnector {
         let session = RtcSignalingSession::connect(&self.url).await?;
         session
             .out
-            .send(ClientMessage::Join { room: room.into() })
+            .send(ClientMessage::Join {
+                room: room.into(),
+                capacity: None,
+            })
             .map_err(|_| SignalingError::Closed)?;
         Ok(Box::new(session))
     }
@@ -155,6 +158,7 @@ fn event_of(m: ServerMessage) -> SignalingEvent {
             peers,
         },
         ServerMessage::Ready { peers } => SignalingEvent::Ready { peers },
+        ServerMessage::PeerJoined { peer_id } => SignalingEvent::PeerJoined { peer_id },
         ServerMessage::Offer { sdp, from } => signal(from, Signal::Offer { sdp }),
         ServerMessage::Answer { sdp, from } => signal(from, Signal::Answer { sdp }),
         ServerMessage::Candidate {
