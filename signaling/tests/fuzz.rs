@@ -12,7 +12,7 @@ mod common;
 
 use std::cell::{Cell, RefCell};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use common::{Client, exchange, pair};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
