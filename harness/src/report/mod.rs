@@ -82,19 +82,28 @@ pub fn totals(runs: &[RunResult]) -> Totals {
 /// min/median/p95/max per scenario, peer and metric, over the runs that passed (a failed run's
 /// figures describe a failure, not the setup time to compare against).
 pub fn summaries(runs: &[RunResult]) -> Vec<MetricSummary> {
-    let mut values: BTreeMap<(String, String, &str), Vec<f64>> = BTreeMap::new();
-    let mut order: Vec<(String, String, &str)> = Vec::new();
+    let mut values: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
+    let mut order: Vec<(String, String, String)> = Vec::new();
+    let mut add = |key: (String, String, String), v: f64| {
+        if !values.contains_key(&key) {
+            order.push(key.clone());
+        }
+        values.entry(key).or_default().push(v);
+    };
     for r in runs.iter().filter(|r| r.verdict == Verdict::Pass) {
         for (peer, m) in &r.metrics {
             for name in metrics::NAMES {
                 if let Some(v) = m.get(name) {
-                    let key = (r.name.clone(), peer.clone(), name);
-                    if !values.contains_key(&key) {
-                        order.push(key.clone());
-                    }
-                    values.entry(key).or_default().push(v);
+                    add((r.name.clone(), peer.clone(), name.to_string()), v);
                 }
             }
+        }
+        // A step's own metrics (a mesh's mesh_complete_ms), under the "peer" `step N`.
+        for sm in &r.step_metrics {
+            add(
+                (r.name.clone(), format!("step {}", sm.step), sm.name.clone()),
+                sm.value_ms,
+            );
         }
     }
     order
@@ -104,7 +113,7 @@ pub fn summaries(runs: &[RunResult]) -> Vec<MetricSummary> {
             Some(MetricSummary {
                 scenario: k.0,
                 peer: k.1,
-                metric: k.2.to_string(),
+                metric: k.2.clone(),
                 summary: s,
             })
         })

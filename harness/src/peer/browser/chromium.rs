@@ -9,7 +9,8 @@ use std::process::Command;
 /// Chromium flags: headless as root in a closed network, fake media devices, loopback ICE.
 /// See FIELD-NOTES: without the background-networking flags Chromium keeps dialling out; it
 /// gathers a 127.0.0.1 candidate only with `--allow-loopback-in-peer-connection` plus a granted
-/// getUserMedia; mDNS host-name obfuscation is turned off so host candidates carry IPs.
+/// getUserMedia; mDNS host-name obfuscation is turned off so host candidates carry IPs; the
+/// back/forward cache is off, so a page the harness leaves is destroyed.
 pub const ARGS: &[&str] = &[
     "--headless=new",
     "--no-sandbox",
@@ -23,7 +24,10 @@ pub const ARGS: &[&str] = &[
     "--allow-loopback-in-peer-connection",
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    // No back/forward cache: a page left for about:blank (browser reuse) must be destroyed
+    // with its connections, not kept alive in the cache (seen here: the renderers of earlier
+    // mesh pages kept sending video, 16 of them after 10 runs).
+    "--disable-features=WebRtcHideLocalIpsWithMdns,BackForwardCache",
 ];
 
 /// Chromium, with optional explicit program paths.

@@ -17,6 +17,8 @@ pub fn prefs() -> serde_json::Value {
         "media.navigator.streams.fake": true,
         "media.navigator.permission.disabled": true,
         "privacy.reduceTimerPrecision": false,
+        // No back/forward cache: a page left for about:blank is destroyed with its connections.
+        "browser.sessionhistory.max_total_viewers": 0,
         "app.update.enabled": false,
         "app.update.auto": false,
         "browser.shell.checkDefaultBrowser": false,
