@@ -206,8 +206,19 @@ struct BrowserArgs {
     webdriver_url: Vec<(Option<PeerKind>, String)>,
     /// Serve the peer page, control sockets and signaling on this address of this machine
     /// (default 127.0.0.1): one that browsers on remote WebDriver nodes can reach.
-    #[arg(long, value_name = "IP")]
+    #[arg(long, value_name = "IP", value_parser = parse_advertise_addr)]
     advertise_addr: Option<std::net::IpAddr>,
+}
+
+/// `--advertise-addr IP`: an address URLs can name (not 0.0.0.0 or ::).
+fn parse_advertise_addr(arg: &str) -> Result<std::net::IpAddr, String> {
+    let ip: std::net::IpAddr = arg.parse().map_err(|e| format!("{arg:?}: {e}"))?;
+    if ip.is_unspecified() {
+        return Err(format!(
+            "{ip} is not an address a browser can reach: give one of this machine's addresses"
+        ));
+    }
+    Ok(ip)
 }
 
 /// `--webdriver-url [KIND=]URL`.
@@ -844,5 +855,64 @@ fn merge(args: MergeArgs) -> ExitCode {
             ExitCode::from(EXIT_FAILED)
         }
         _ => gate(&runs, base.as_ref(), &args.gate),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_webdriver_url_is_bare_or_for_one_browser_kind() {
+        assert_eq!(
+            parse_webdriver_url("http://127.0.0.1:4444"),
+            Ok((None, "http://127.0.0.1:4444".to_string()))
+        );
+        assert_eq!(
+            parse_webdriver_url("firefox=http://grid:4444/wd/hub/"),
+            Ok((
+                Some(PeerKind::Firefox),
+                "http://grid:4444/wd/hub".to_string()
+            ))
+        );
+        // An `=` inside the URL is not a kind.
+        assert_eq!(
+            parse_webdriver_url("http://grid:4444/a=b"),
+            Ok((None, "http://grid:4444/a=b".to_string()))
+        );
+        assert!(parse_webdriver_url("safari=http://grid:4444").is_err());
+        assert!(parse_webdriver_url("bot=http://grid:4444").is_err());
+        assert!(parse_webdriver_url("chromium=grid:4444").is_err());
+    }
+
+    #[derive(Parser)]
+    struct Only {
+        #[command(flatten)]
+        browsers: BrowserArgs,
+    }
+
+    #[test]
+    fn a_kind_of_its_own_wins_over_a_bare_url() {
+        let args = Only::try_parse_from([
+            "x",
+            "--webdriver-url",
+            "http://all:4444",
+            "--webdriver-url",
+            "chromium=http://chrome-only:4444",
+        ])
+        .expect("parses")
+        .browsers;
+        assert_eq!(
+            args.webdriver_for(PeerKind::Chromium).as_deref(),
+            Some("http://chrome-only:4444")
+        );
+        assert_eq!(
+            args.webdriver_for(PeerKind::Firefox).as_deref(),
+            Some("http://all:4444")
+        );
+        let none = Only::try_parse_from(["x"]).expect("parses").browsers;
+        assert_eq!(none.webdriver_for(PeerKind::Chromium), None);
+        assert!(Only::try_parse_from(["x", "--advertise-addr", "0.0.0.0"]).is_err());
+        assert!(Only::try_parse_from(["x", "--advertise-addr", "10.0.0.2"]).is_ok());
     }
 }

@@ -80,8 +80,12 @@ impl Harness {
         });
         let clock = Clock::start();
         let log_dir = opts.log_dir.unwrap_or_else(default_log_dir);
+        let starts = Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ));
         let browser = |flavor: Arc<dyn Flavor>| {
             BrowserLauncher::new(flavor, server.clone(), log_dir.clone(), opts.browser_reuse)
+                .with_start_limit(starts.clone())
         };
         let chromium = browser(Arc::new(Chromium {
             chromedriver: opts.chromedriver,

@@ -391,16 +391,15 @@ fn metrics_table(r: &RunResult) -> String {
         out.push_str(&format!("<th>{n}</th>"));
     }
     out.push_str("</tr>");
-    for p in &r.peers {
+    for (p, key, m) in super::metric_rows(r) {
         out.push_str(&format!(
             "<tr><td>{}</td><td>{}</td>",
-            esc(&p.id),
+            esc(key),
             esc(&p.product)
         ));
-        let m = r.metrics.get(&p.id);
         for n in NAMES {
             let v = m
-                .and_then(|m| m.get(n))
+                .get(n)
                 .map(|v| format!("{v:.1}"))
                 .unwrap_or_else(|| "-".into());
             out.push_str(&format!("<td>{v}</td>"));
@@ -475,13 +474,17 @@ fn logs(r: &RunResult) -> String {
         }
     }
     for p in &r.peers {
-        if let Some(log) = &p.driver_log {
-            out.push_str(&format!(
+        match &p.driver_log {
+            // A file of this machine: a link.
+            Some(log) if log.starts_with('/') => out.push_str(&format!(
                 "<li>{} driver log: <a href=\"file://{}\">{}</a></li>",
                 esc(&p.id),
                 esc(log),
                 esc(log)
-            ));
+            )),
+            // A browser on a remote WebDriver: where its log is, as text.
+            Some(log) => out.push_str(&format!("<li>{} driver log: {}</li>", esc(&p.id), esc(log))),
+            None => {}
         }
         if let Some(lines) = r.console.get(&p.id)
             && !lines.is_empty()

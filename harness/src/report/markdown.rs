@@ -23,17 +23,27 @@ pub fn render(runs: &[RunResult], summaries: &[MetricSummary], totals: Totals) -
             Verdict::Fail => "❌ fail",
             Verdict::SetupError => "⚠️ setup error",
         };
+        let rows = super::metric_rows(r);
         let setup: Vec<String> = r
             .peers
             .iter()
-            .map(|p| {
-                let v = r
-                    .metrics
-                    .get(&p.id)
-                    .and_then(|m| m.setup_ms)
-                    .map(|v| format!("{v:.1}"))
-                    .unwrap_or_else(|| "-".into());
-                format!("{} {v}", p.id)
+            .flat_map(|p| {
+                let mine: Vec<String> = rows
+                    .iter()
+                    .filter(|(q, _, _)| q.id == p.id)
+                    .map(|(_, key, m)| {
+                        let v = m
+                            .setup_ms
+                            .map(|v| format!("{v:.1}"))
+                            .unwrap_or_else(|| "-".into());
+                        format!("{key} {v}")
+                    })
+                    .collect();
+                if mine.is_empty() {
+                    vec![format!("{} -", p.id)]
+                } else {
+                    mine
+                }
             })
             .collect();
         out.push_str(&format!(

@@ -120,6 +120,25 @@ pub fn summaries(runs: &[RunResult]) -> Vec<MetricSummary> {
         .collect()
 }
 
+/// The rows of a run's metrics, in peer order: `(peer, key, metrics)`, the key being the peer
+/// id, or `peer@connection` for each connection of a peer in several (a mesh; see
+/// [`crate::engine::metrics_key`]).
+pub fn metric_rows(r: &RunResult) -> Vec<(&crate::peer::PeerInfo, &String, &metrics::PeerMetrics)> {
+    r.peers
+        .iter()
+        .flat_map(|p| {
+            r.metrics
+                .iter()
+                .filter(|(k, _)| {
+                    *k == &p.id
+                        || k.strip_prefix(p.id.as_str())
+                            .is_some_and(|t| t.starts_with('@'))
+                })
+                .map(move |(k, m)| (p, k, m))
+        })
+        .collect()
+}
+
 fn fmt_ms(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
 }
@@ -145,25 +164,7 @@ pub fn render_run(r: &RunResult) -> String {
     if let Some(l) = &r.load {
         out.push_str(&render_load(l));
     } else if !r.metrics.is_empty() {
-        // A peer in several connections (a mesh) has a row per connection: `peer@connection`.
-        let rows: Vec<(
-            &crate::peer::PeerInfo,
-            &String,
-            &crate::metrics::PeerMetrics,
-        )> = r
-            .peers
-            .iter()
-            .flat_map(|p| {
-                r.metrics
-                    .iter()
-                    .filter(|(k, _)| {
-                        *k == &p.id
-                            || k.strip_prefix(p.id.as_str())
-                                .is_some_and(|t| t.starts_with('@'))
-                    })
-                    .map(move |(k, m)| (p, k, m))
-            })
-            .collect();
+        let rows = metric_rows(r);
         let w = rows
             .iter()
             .map(|(_, k, _)| k.len())
@@ -194,10 +195,7 @@ pub fn render_run(r: &RunResult) -> String {
                 sm.step, sm.name, sm.value_ms
             ));
         }
-        for p in &r.peers {
-            let Some(m) = r.metrics.get(&p.id) else {
-                continue;
-            };
+        for (_, key, m) in metric_rows(r) {
             let parts: Vec<String> = [
                 ("fault -> disconnected", m.fault_to_disconnected_ms),
                 ("fault -> failed", m.fault_to_failed_ms),
@@ -207,7 +205,7 @@ pub fn render_run(r: &RunResult) -> String {
             .filter_map(|(name, v)| v.map(|v| format!("{name} {v:.1} ms")))
             .collect();
             if !parts.is_empty() {
-                out.push_str(&format!("      fault {}: {}\n", p.id, parts.join(", ")));
+                out.push_str(&format!("      fault {key}: {}\n", parts.join(", ")));
             }
         }
         for (peer, lines) in &r.explanations {

@@ -138,6 +138,19 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
             ),
         ));
     }
+    for (offerer, answerer) in pairs(&members, &e.peers) {
+        let id = format!("{offerer}~{answerer}");
+        if let Some(prev) = cx.connections.iter().find(|c| c.id == id) {
+            return Err(cx.err(
+                "peers",
+                format!(
+                    "the mesh names the pair {offerer} -> {answerer} {id:?}, an id step {} \
+                     already uses; rename that step's connection",
+                    prev.step
+                ),
+            ));
+        }
+    }
     let mut parts: Vec<Arc<dyn Step>> = Vec::new();
     let mut made = Vec::new();
     for (offerer, answerer) in pairs(&members, &e.peers) {

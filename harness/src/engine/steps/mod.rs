@@ -372,7 +372,7 @@ impl BuildCx<'_> {
         key: &str,
         missing: String,
     ) -> Result<ConnectionPlan, ScenarioError> {
-        let candidates: Vec<&ConnectionPlan> = self
+        let all: Vec<&ConnectionPlan> = self
             .connections
             .iter()
             .filter(|c| {
@@ -381,6 +381,21 @@ impl BuildCx<'_> {
                     && channel.is_none_or(|ch| c.data_channel.as_deref() == Some(ch))
             })
             .collect();
+        // Connections whose other peer was closed are gone (a peer that left a mesh), unless
+        // nothing else is left: then the error below says which peer was closed.
+        let live: Vec<&ConnectionPlan> = all
+            .iter()
+            .copied()
+            .filter(|c| {
+                !self.closed.contains(c.offerer.as_str())
+                    && !self.closed.contains(c.answerer.as_str())
+            })
+            .collect();
+        let candidates = if live.is_empty() || pick.is_some() {
+            all
+        } else {
+            live
+        };
         let found = match (pick, candidates.as_slice()) {
             (_, []) => return Err(self.err(key, missing)),
             (None, [one]) => *one,

@@ -129,7 +129,7 @@ pub struct BrowserLauncher {
     /// Sessions come from this remote WebDriver endpoint instead of a local driver.
     remote: Option<String>,
     /// New local instances starting at once (driver, browser, first page load), at most one
-    /// per core: 20 Chromium instances started together on 2 cores left one page unloaded
+    /// per core (shared by the Chromium and Firefox launchers, [`Self::with_start_limit`]): 20 Chromium instances started together on 2 cores left one page unloaded
     /// after 20 s (`harness/benches/load/chromium-10.toml`).
     starts: Arc<tokio::sync::Semaphore>,
 }
@@ -153,6 +153,12 @@ impl BrowserLauncher {
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
         }
+    }
+
+    /// Shares the limit on local browser starts with other launchers (one per core in all).
+    pub fn with_start_limit(mut self, starts: Arc<tokio::sync::Semaphore>) -> Self {
+        self.starts = starts;
+        self
     }
 
     /// Takes sessions from a remote WebDriver endpoint (a Selenium Grid hub) instead of
@@ -323,6 +329,10 @@ impl Launcher for BrowserLauncher {
                     self.flavor.kind()
                 );
                 instance.close().await;
+                let _permit = match &self.remote {
+                    None => self.starts.acquire().await.ok(),
+                    Some(_) => None,
+                };
                 instance = self.start_instance(plan, None).await?;
                 self.open_page(&instance, plan, &sink, None).await?
             }
@@ -592,14 +602,21 @@ impl Instance {
             remote,
             ..
         } = self;
-        let ended = tokio::time::timeout(RELEASE_DEADLINE, client.close()).await;
+        match remote {
+            // The client is persistent (it sends nothing when dropped): the harness ends the
+            // session itself, and knows whether the Grid said yes.
+            Some(remote) => {
+                drop(client);
+                remote::end(remote).await;
+            }
+            None => {
+                let _ = tokio::time::timeout(RELEASE_DEADLINE, client.close()).await;
+            }
+        }
         if let Some(mut group) = group {
             group.kill();
         }
         drop(forward);
-        if let (Some(remote), Ok(Ok(()))) = (remote, ended) {
-            remote.ended();
-        }
     }
 }
 

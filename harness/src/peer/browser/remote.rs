@@ -53,7 +53,9 @@ impl Drop for Registration {
         };
         // Nothing when `ended` took it out already.
         if let Some((endpoint, id)) = take_open(self.serial) {
-            let task = runtime.spawn(end_session(endpoint, id));
+            let task = runtime.spawn(async move {
+                end_session(endpoint, id).await;
+            });
             if let Ok(mut ending) = ENDING.lock() {
                 ending.retain(|t| !t.is_finished());
                 ending.push(task);
@@ -78,6 +80,21 @@ pub fn parse_endpoint(url: &str) -> Result<String, String> {
     let rest = url.strip_prefix("http://").ok_or_else(|| {
         format!("{url:?} is not a WebDriver URL: expected http://HOST:PORT[/PATH]")
     })?;
+    if rest.contains(['?', '#']) {
+        return Err(format!(
+            "{url:?}: a WebDriver endpoint has no query or fragment: http://HOST:PORT[/PATH]"
+        ));
+    }
+    if rest
+        .split('/')
+        .next()
+        .is_some_and(|authority| authority.contains('@'))
+    {
+        return Err(format!(
+            "{url:?}: credentials in the URL are not supported (they would show in logs and \
+             reports); put the Grid behind an address that needs none"
+        ));
+    }
     if rest.is_empty() || rest.starts_with('/') {
         return Err(format!("{url:?} has no host"));
     }
@@ -101,9 +118,11 @@ pub(super) async fn connect(
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     let client = tokio::time::timeout(
         deadline,
+        // With the trailing slash, fantoccini's URL joins keep the endpoint's path
+        // (`http://grid/wd/hub/` + `session`).
         fantoccini::ClientBuilder::new(connector)
             .capabilities(capabilities)
-            .connect(endpoint),
+            .connect(&format!("{endpoint}/")),
     )
     .await
     .map_err(|_| {
@@ -227,23 +246,57 @@ pub(super) fn driver_version(caps: &fantoccini::wd::Capabilities) -> Option<Stri
         .map(|v| format!("geckodriver {v}"))
 }
 
-/// `DELETE {endpoint}/session/{id}` (W3C WebDriver §8.2), within [`END_DEADLINE`].
-async fn end_session(endpoint: String, id: String) {
+/// Ends the session of `registration` (`DELETE /session/{id}`); only an answer of 2xx takes it
+/// out of the open set, so that [`close_all`] tries again otherwise.
+pub(super) async fn end(registration: Registration) {
+    let open = OPEN
+        .lock()
+        .ok()
+        .and_then(|o| o.as_ref()?.get(&registration.serial).cloned());
+    if let Some((endpoint, id)) = open
+        && end_session(endpoint, id).await
+    {
+        registration.ended();
+    } else {
+        // Still open: dropped without `ended`, it tries once more on a task of its own.
+        drop(registration);
+    }
+}
+
+/// `DELETE {endpoint}/session/{id}` (W3C WebDriver §8.2), within [`END_DEADLINE`]; whether it
+/// answered 2xx.
+async fn end_session(endpoint: String, id: String) -> bool {
     if id.is_empty() {
-        return;
+        return false;
     }
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
     let uri = format!("{endpoint}/session/{id}");
     let Ok(request) = hyper::Request::delete(&uri).body(http_body_util::Empty::new()) else {
-        return;
+        return false;
     };
     match tokio::time::timeout(END_DEADLINE, client.request(request)).await {
-        Ok(Ok(_)) => tracing::info!("ended the remote WebDriver session {uri}"),
-        Ok(Err(e)) => tracing::warn!("ending the remote WebDriver session {uri}: {e}"),
-        Err(_) => tracing::warn!(
-            "ending the remote WebDriver session {uri}: no answer within {END_DEADLINE:?}"
-        ),
+        Ok(Ok(r)) if r.status().is_success() => {
+            tracing::info!("ended the remote WebDriver session {uri}");
+            true
+        }
+        Ok(Ok(r)) => {
+            tracing::warn!(
+                "ending the remote WebDriver session {uri}: HTTP {}",
+                r.status()
+            );
+            false
+        }
+        Ok(Err(e)) => {
+            tracing::warn!("ending the remote WebDriver session {uri}: {e}");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                "ending the remote WebDriver session {uri}: no answer within {END_DEADLINE:?}"
+            );
+            false
+        }
     }
 }
 
@@ -285,6 +338,10 @@ mod tests {
             Ok("http://grid.example:4444/wd/hub")
         );
         assert!(parse_endpoint("https://grid.example/wd/hub").is_err());
+        assert!(parse_endpoint("http://grid:4444/wd?a=b").is_err());
+        assert!(parse_endpoint("http://user:pass@grid:4444").is_err());
+        // An `@` in the path is not a credential.
+        assert!(parse_endpoint("http://grid:4444/a@b").is_ok());
         assert!(parse_endpoint("127.0.0.1:4444").is_err());
         assert!(parse_endpoint("ws://127.0.0.1:4444").is_err());
         assert!(parse_endpoint("http://").is_err());
