@@ -44,19 +44,7 @@ fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, Scen
     let e: Entry = cx.parse(table)?;
     cx.driven("peer", &e.peer)?;
     let connection = cx.connection_named(&e.peer, e.connection.as_deref())?;
-    if let Some(c) = cx.connections.iter().find(|c| c.call.is_some()) {
-        // Each end of a mesh pair closes its connection on `peer-left`, which a dropped or
-        // restarted signaling socket also sends: the step would end healthy calls.
-        return Err(cx.err(
-            "action",
-            format!(
-                "not in a scenario with mesh calls yet: their peers close a connection when \
-                 the signaling server says the other left (peer-left), which this step makes \
-                 it say (connection {:?} of step {})",
-                c.id, c.step
-            ),
-        ));
-    }
+    cx.no_mesh_call()?;
     cx.live("peer", &e.peer)?;
     Ok(Arc::new(DropSignaling {
         peer: e.peer,

@@ -256,6 +256,24 @@ impl BuildCx<'_> {
         })
     }
 
+    /// Refuses a step that makes the signaling server send `peer-left` (a dropped or restarted
+    /// socket) in a scenario with mesh calls: each end of a mesh pair closes its connection on
+    /// `peer-left`, so the step would end healthy calls.
+    pub fn no_mesh_call(&self) -> Result<(), ScenarioError> {
+        match self.connections.iter().find(|c| c.call.is_some()) {
+            Some(c) => Err(self.err(
+                "action",
+                format!(
+                    "not in a scenario with mesh calls yet: their peers close a connection when \
+                     the signaling server says the other left (peer-left), which this step makes \
+                     it say (connection {:?} of step {})",
+                    c.id, c.step
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Checks that `peer` (the value of `key`) was not closed or killed by an earlier step.
     pub fn live(&self, key: &str, peer: &str) -> Result<(), ScenarioError> {
         if self.closed.contains(peer) {

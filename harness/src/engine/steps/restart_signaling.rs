@@ -52,19 +52,7 @@ pub struct RestartSignaling {
 fn build(cx: &mut BuildCx<'_>, table: toml::Table) -> Result<Arc<dyn Step>, ScenarioError> {
     let e: Entry = cx.parse(table)?;
     let down_ms = cx.down_ms(e.down_ms)?;
-    if let Some(c) = cx.connections.iter().find(|c| c.call.is_some()) {
-        // Each end of a mesh pair closes its connection on `peer-left`, which a dropped or
-        // restarted signaling socket also sends: the step would end healthy calls.
-        return Err(cx.err(
-            "action",
-            format!(
-                "not in a scenario with mesh calls yet: their peers close a connection when \
-                 the signaling server says the other left (peer-left), which this step makes \
-                 it say (connection {:?} of step {})",
-                c.id, c.step
-            ),
-        ));
-    }
+    cx.no_mesh_call()?;
     let rejoin: Vec<(String, String)> = cx
         .connections
         .iter()
